@@ -1,0 +1,1 @@
+"""Avatar Assistant's pipeline: stages, backends and the turn orchestration, importable without Gradio."""

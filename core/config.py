@@ -1,0 +1,139 @@
+"""Configuration: one dataclass tree, read once from environment variables (documented in README.md)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from core.errors import ConfigError
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+DATA_DIR = PROJECT_ROOT / "data"
+
+DEFAULT_SYSTEM_PROMPT = (
+    "You are Ava, a friendly assistant who speaks out loud through a 3D avatar. "
+    "Answer in one to three short spoken sentences. Use plain words: no lists, no markdown, no emojis."
+)
+
+
+@dataclass(frozen=True)
+class LLMConfig:
+    """Which language model answers and how."""
+
+    backend: str = "auto"  # auto | local | databricks | openai
+    model_path: str = ""  # explicit GGUF for the local backend
+    max_tokens: int = 96
+    temperature: float = 0.7
+    system_prompt: str = DEFAULT_SYSTEM_PROMPT
+    threads: int = 2
+    databricks_endpoint: str = "databricks-meta-llama-3-1-8b-instruct"
+    openai_base_url: str = ""
+    openai_api_key: str = ""
+    openai_model: str = ""
+    timeout_s: float = 30.0
+
+
+@dataclass(frozen=True)
+class ASRConfig:
+    """Which speech recogniser transcribes the user's audio."""
+
+    backend: str = "whispercpp"
+    model: str = "tiny.en"  # a whisper.cpp model name, or a path to a ggml file
+    threads: int = 2
+    max_audio_s: float = 60.0
+
+
+@dataclass(frozen=True)
+class TTSConfig:
+    """Which voice speaks the replies."""
+
+    backend: str = "piper"
+    voice_path: str = ""  # explicit .onnx voice for Piper
+
+
+@dataclass(frozen=True)
+class EmotionConfig:
+    """Which classifier reads emotion from text."""
+
+    backend: str = "auto"  # auto | embedding | transformers
+    model: str = "j-hartmann/emotion-english-distilroberta-base"
+
+
+@dataclass(frozen=True)
+class AppConfig:
+    """The whole configuration."""
+
+    llm: LLMConfig = field(default_factory=LLMConfig)
+    asr: ASRConfig = field(default_factory=ASRConfig)
+    tts: TTSConfig = field(default_factory=TTSConfig)
+    emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    max_text_chars: int = 500
+    cache_dir: Path = PROJECT_ROOT / ".cache"
+    host: str = "127.0.0.1"
+    port: int = 7860
+
+
+def _get(env: Mapping[str, str], name: str, default: str) -> str:
+    value = env.get(name, "").strip()
+    return value if value else default
+
+
+def _get_int(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = _get(env, name, str(default))
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a whole number, got {raw!r}") from exc
+
+
+def _get_float(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = _get(env, name, str(default))
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
+
+
+def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
+    """Build the configuration from environment variables (``os.environ`` unless ``env`` is given)."""
+    env = os.environ if env is None else env
+    llm = LLMConfig(
+        backend=_get(env, "AVATAR_LLM", LLMConfig.backend),
+        model_path=_get(env, "AVATAR_LLM_MODEL_PATH", ""),
+        max_tokens=_get_int(env, "AVATAR_LLM_MAX_TOKENS", LLMConfig.max_tokens),
+        temperature=_get_float(env, "AVATAR_LLM_TEMPERATURE", LLMConfig.temperature),
+        system_prompt=_get(env, "AVATAR_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        threads=_get_int(env, "AVATAR_LLM_THREADS", LLMConfig.threads),
+        databricks_endpoint=_get(env, "SERVING_ENDPOINT", LLMConfig.databricks_endpoint),
+        openai_base_url=_get(env, "OPENAI_BASE_URL", ""),
+        openai_api_key=_get(env, "OPENAI_API_KEY", ""),
+        openai_model=_get(env, "OPENAI_MODEL", ""),
+        timeout_s=_get_float(env, "AVATAR_LLM_TIMEOUT_S", LLMConfig.timeout_s),
+    )
+    asr = ASRConfig(
+        backend=_get(env, "AVATAR_ASR", ASRConfig.backend),
+        model=_get(env, "AVATAR_ASR_MODEL", ASRConfig.model),
+        threads=_get_int(env, "AVATAR_ASR_THREADS", ASRConfig.threads),
+        max_audio_s=_get_float(env, "AVATAR_MAX_AUDIO_S", ASRConfig.max_audio_s),
+    )
+    tts = TTSConfig(
+        backend=_get(env, "AVATAR_TTS", TTSConfig.backend),
+        voice_path=_get(env, "AVATAR_TTS_VOICE_PATH", ""),
+    )
+    emotion = EmotionConfig(
+        backend=_get(env, "AVATAR_EMOTION", EmotionConfig.backend),
+        model=_get(env, "AVATAR_EMOTION_MODEL", EmotionConfig.model),
+    )
+    port = _get_int(env, "DATABRICKS_APP_PORT", _get_int(env, "GRADIO_SERVER_PORT", AppConfig.port))
+    return AppConfig(
+        llm=llm,
+        asr=asr,
+        tts=tts,
+        emotion=emotion,
+        max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
+        cache_dir=Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir))),
+        host=_get(env, "GRADIO_SERVER_NAME", "0.0.0.0" if "DATABRICKS_APP_PORT" in env else AppConfig.host),
+        port=port,
+    )
