@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import ClassVar, TypeVar
 
 from core.errors import BackendError, ConfigError, PipelineError
 
@@ -24,6 +24,27 @@ class BackendStatus:
         """One human-readable line, e.g. ``LLM: local SmolLM2-135M (Databricks: no credentials)``."""
         text = f"{self.stage}: {self.description}"
         return f"{text} ({self.note})" if self.note else text
+
+
+class StageBackend:
+    """Base of every stage backend: a registry name, a human description, and the note from its selection.
+
+    Subclasses set ``stage`` (e.g. "TTS") and ``name`` (the registry key) and override ``description``.
+    Factories set ``note`` when a preferred backend was passed over, e.g. "Databricks: no credentials".
+    """
+
+    stage: ClassVar[str] = ""
+    name: ClassVar[str] = ""
+    note: str = ""
+
+    @property
+    def description(self) -> str:
+        """Human-readable backend and model, e.g. "Piper joe-medium"."""
+        return self.name
+
+    def status(self) -> BackendStatus:
+        """The status panel line for this backend."""
+        return BackendStatus(self.stage, self.description, self.note)
 
 
 def pick_backend(stage: str, registry: Mapping[str, type[B]], name: str) -> type[B]:

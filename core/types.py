@@ -43,6 +43,14 @@ class Emotion:
 
 
 @dataclass(frozen=True, slots=True)
+class ChatMessage:
+    """One message of a conversation as sent to an LLM; ``role`` is "system", "user" or "assistant"."""
+
+    role: str
+    content: str
+
+
+@dataclass(frozen=True, slots=True)
 class Reply:
     """A complete LLM answer with its token usage."""
 
