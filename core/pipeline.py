@@ -1,0 +1,289 @@
+"""The turn pipeline: input → ASR → LLM (streamed) → per clause emotion + TTS + lip-sync → playable clips.
+
+The LLM runs in a producer thread while the consumer speaks each finished clause, so the first clause is audible
+before the reply is complete.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import threading
+import time
+import uuid
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from core.audio import load_audio
+from core.asr import ASRBackend, create_asr
+from core.backend import BackendStatus
+from core.clauses import split_clauses
+from core.config import AppConfig
+from core.emotion import EmotionBackend, create_emotion
+from core.errors import InputError, PipelineError
+from core.lipsync import track_from_speech
+from core.llm import LLMBackend, create_llm, spoken_text
+from core.tts import TTSBackend, create_tts, write_wav
+from core.types import (
+    ChatMessage,
+    Emotion,
+    MouthCue,
+    Reply,
+    ReplyDelta,
+    Speech,
+    SpokenClip,
+    StageMetrics,
+    TurnComplete,
+    TurnEvent,
+    UserTurn,
+    VisemeKey,
+    VisemeTrack,
+)
+
+log = logging.getLogger(__name__)
+
+_END = object()
+"""Marks the end of the producer's queue."""
+
+
+def join_tracks(tracks: Sequence[VisemeTrack], offsets_s: Sequence[float], duration_s: float) -> VisemeTrack:
+    """Shift each clip's track by its offset and join them into one track covering ``duration_s``."""
+    cues: list[MouthCue] = []
+    keys: list[VisemeKey] = []
+    for track, offset in zip(tracks, offsets_s, strict=True):
+        cues += [MouthCue(c.start_s + offset, c.end_s + offset, c.shape) for c in track.mouth_cues]
+        keys += [VisemeKey(k.time_s + offset, k.weights) for k in track.keyframes]
+    source = "+".join(sorted({t.source for t in tracks})) if tracks else ""
+    return VisemeTrack(duration_s, tuple(cues), tuple(keys), source)
+
+
+@dataclass
+class Stages:
+    """The backends a pipeline uses, created from configuration on first use."""
+
+    config: AppConfig
+    _asr: ASRBackend | None = None
+    _llm: LLMBackend | None = None
+    _tts: TTSBackend | None = None
+    _emotion: EmotionBackend | None = None
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+
+    @property
+    def asr(self) -> ASRBackend:
+        with self._lock:
+            if self._asr is None:
+                self._asr = create_asr(self.config)
+            return self._asr
+
+    @property
+    def llm(self) -> LLMBackend:
+        with self._lock:
+            if self._llm is None:
+                self._llm = create_llm(self.config)
+            return self._llm
+
+    @property
+    def tts(self) -> TTSBackend:
+        with self._lock:
+            if self._tts is None:
+                self._tts = create_tts(self.config)
+            return self._tts
+
+    @property
+    def emotion(self) -> EmotionBackend:
+        with self._lock:
+            if self._emotion is None:
+                self._emotion = create_emotion(self.config)
+            return self._emotion
+
+
+class Pipeline:
+    """Runs conversational turns.
+
+    Responsibilities: validate input, call the stages in order, overlap LLM generation with speech synthesis,
+    write each clip's audio, and report timings. It never imports a UI library.
+    """
+
+    def __init__(self, config: AppConfig, stages: Stages | None = None) -> None:
+        self.config = config
+        self.stages = stages or Stages(config)
+        self.audio_dir = config.cache_dir / "audio"
+        self.audio_dir.mkdir(parents=True, exist_ok=True)
+
+    # -- status -----------------------------------------------------------------------------------------------
+
+    def warm_up(self) -> list[BackendStatus]:
+        """Load every backend now (instead of on the first turn) and return their status lines."""
+        return self.statuses()
+
+    def statuses(self) -> list[BackendStatus]:
+        """The backend each stage uses and why a preferred one is not; a stage that cannot load says why."""
+        result = []
+        for stage in ("llm", "asr", "tts", "emotion"):
+            try:
+                result.append(getattr(self.stages, stage).status())
+            except PipelineError as exc:
+                result.append(BackendStatus(stage.upper(), "unavailable", exc.user_message()))
+        return result
+
+    # -- input ------------------------------------------------------------------------------------------------
+
+    def check_text(self, text: str | None) -> str:
+        """Return the cleaned question, or raise InputError for empty or over-long text."""
+        cleaned = (text or "").strip()
+        if not cleaned:
+            raise InputError("Please type a question or record one with the microphone.")
+        if len(cleaned) > self.config.max_text_chars:
+            raise InputError(
+                f"That message is {len(cleaned)} characters long; the limit is {self.config.max_text_chars}. "
+                "Please shorten it."
+            )
+        return cleaned
+
+    def transcribe_file(self, path: str | Path) -> UserTurn:
+        """Decode an audio file of any common format, transcribe it, and read the user's emotion."""
+        audio = load_audio(path, 16000)
+        transcript = self.stages.asr.transcribe(audio)
+        text = self.check_text(transcript.text)
+        return UserTurn(text=text, emotion=self.stages.emotion.classify(text), transcript=transcript)
+
+    # -- turns ------------------------------------------------------------------------------------------------
+
+    def run_turn(
+        self,
+        history: Sequence[ChatMessage],
+        *,
+        text: str | None = None,
+        audio_path: str | Path | None = None,
+        cancel: threading.Event | None = None,
+    ) -> Iterator[TurnEvent]:
+        """Run one turn from typed text or an audio file, yielding events as they happen.
+
+        Raises:
+            InputError: the input cannot be used (nothing is lost: the history is unchanged).
+            BackendError: a stage failed.
+        """
+        started = time.perf_counter()
+        timings: dict[str, float] = {}
+        if audio_path is not None and not (text or "").strip():
+            user = self.transcribe_file(audio_path)
+            timings["asr_s"] = time.perf_counter() - started
+        else:
+            cleaned = self.check_text(text)
+            user = UserTurn(text=cleaned, emotion=self.stages.emotion.classify(cleaned))
+        yield user
+        messages = self._messages(history, user.text)
+        yield from self._speak_reply(messages, started, timings, cancel or threading.Event())
+
+    def _messages(self, history: Sequence[ChatMessage], question: str) -> list[ChatMessage]:
+        """The system prompt, the most recent history within the window, and the new question."""
+        window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
+        return [ChatMessage("system", self.config.llm.system_prompt), *window, ChatMessage("user", question)]
+
+    def _produce(self, messages: list[ChatMessage], out: queue.Queue, cancel: threading.Event) -> None:
+        """Producer thread: stream the LLM, pass deltas and finished clauses on, then the Reply (or the error)."""
+        reply_box: list[Reply] = []
+
+        def deltas() -> Iterator[str]:
+            for item in self.stages.llm.stream(messages):
+                if cancel.is_set():
+                    return
+                if isinstance(item, Reply):
+                    reply_box.append(item)
+                else:
+                    out.put(ReplyDelta(item))
+                    yield item
+
+        try:
+            for clause in split_clauses(deltas()):
+                out.put(clause)
+            if reply_box:
+                out.put(reply_box[0])
+        except PipelineError as exc:
+            out.put(exc)
+        finally:
+            out.put(_END)
+
+    def _speak_reply(
+        self, messages: list[ChatMessage], started: float, timings: dict[str, float], cancel: threading.Event
+    ) -> Iterator[TurnEvent]:
+        out: queue.Queue = queue.Queue()
+        llm_started = time.perf_counter()
+        producer = threading.Thread(target=self._produce, args=(messages, out, cancel), daemon=True)
+        producer.start()
+        turn_id = uuid.uuid4().hex[:12]
+        speeches: list[Speech] = []
+        clips: list[SpokenClip] = []
+        reply: Reply | None = None
+        tts_s = lipsync_s = 0.0
+        try:
+            while (item := out.get()) is not _END:
+                if isinstance(item, PipelineError):
+                    raise item
+                if isinstance(item, Reply):
+                    reply = item
+                    timings["llm_total_s"] = time.perf_counter() - llm_started
+                elif isinstance(item, ReplyDelta):
+                    timings.setdefault("llm_first_token_s", time.perf_counter() - llm_started)
+                    yield item
+                else:
+                    t0 = time.perf_counter()
+                    speech = self.stages.tts.synthesize(spoken_text(item))
+                    t1 = time.perf_counter()
+                    if len(speech.audio) == 0:
+                        continue
+                    track = track_from_speech(speech)
+                    t2 = time.perf_counter()
+                    tts_s += t1 - t0
+                    lipsync_s += t2 - t1
+                    clip = self._clip(turn_id, len(clips), item, speech, track, sum(s.duration_s for s in speeches))
+                    speeches.append(speech)
+                    clips.append(clip)
+                    timings.setdefault("tts_first_s", t1 - t0)
+                    timings.setdefault("first_audio_s", time.perf_counter() - started)
+                    yield clip
+        finally:
+            cancel.set()
+        if reply is None:
+            raise PipelineError("The reply was cancelled before it finished.")
+        timings.update(tts_s=tts_s, lipsync_s=lipsync_s, total_s=time.perf_counter() - started)
+        yield self._complete(turn_id, reply, speeches, clips, timings)
+
+    def _clip(
+        self, turn_id: str, index: int, text: str, speech: Speech, track: VisemeTrack, offset_s: float
+    ) -> SpokenClip:
+        path = self.audio_dir / f"{turn_id}-{index:02d}.wav"
+        write_wav(speech, path)
+        return SpokenClip(
+            turn_id=turn_id,
+            index=index,
+            text=text,
+            wav_path=str(path),
+            offset_s=offset_s,
+            duration_s=speech.duration_s,
+            track=track,
+            emotion=self.stages.emotion.classify(text),
+        )
+
+    def _complete(
+        self, turn_id: str, reply: Reply, speeches: list[Speech], clips: list[SpokenClip], timings: dict[str, float]
+    ) -> TurnComplete:
+        """Join the clips into one audio file and one track, and read the emotion of the whole reply."""
+        rate = speeches[0].sample_rate if speeches else 22050
+        audio = np.concatenate([s.audio for s in speeches]) if speeches else np.zeros(0, dtype=np.float32)
+        whole = Speech(text=reply.text, audio=audio, sample_rate=rate, backend=self.stages.tts.name)
+        path = self.audio_dir / f"{turn_id}-turn.wav"
+        write_wav(whole, path)
+        track = join_tracks([c.track for c in clips], [c.offset_s for c in clips], whole.duration_s)
+        metrics = (
+            StageMetrics("llm", reply.backend, timings.get("llm_total_s", 0.0), timings.get("llm_first_token_s"),
+                         {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}),
+            StageMetrics("tts", self.stages.tts.name, timings["tts_s"], timings.get("tts_first_s"),
+                         {"characters": sum(len(c.text) for c in clips), "audio_s": whole.duration_s}),
+            StageMetrics("lipsync", track.source, timings["lipsync_s"]),
+        )
+        emotion: Emotion = self.stages.emotion.classify(reply.text)
+        return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics)
