@@ -112,7 +112,7 @@ def analyse(audio: np.ndarray, sample_rate: int) -> Frames:
 def _fill_runs(mask: np.ndarray, *, value: bool, shorter_than: int, inner_only: bool) -> np.ndarray:
     """Flip runs of ``value`` shorter than ``shorter_than`` frames (only those between other runs if ``inner_only``)."""
     out = mask.copy()
-    edges = np.flatnonzero(np.diff(np.concatenate(([not value], mask == value, [not value])).astype(np.int8)))
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], mask == value, [False])).astype(np.int8)))
     for begin, end in zip(edges[::2], edges[1::2]):
         if end - begin < shorter_than and not (inner_only and (begin == 0 or end == len(mask))):
             out[begin:end] = not value

