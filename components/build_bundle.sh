@@ -12,8 +12,11 @@ fi
 if [ ! -d node_modules/three ] || [ ! -d node_modules/esbuild ] || [ package-lock.json -nt node_modules/.package-lock.json ]; then
     npm ci --no-audit --no-fund
 fi
-if [ -f "$bundle" ] && [ "$bundle" -nt three_entry.js ] && [ "$bundle" -nt package-lock.json ] \
-        && [ "$bundle" -nt node_modules/.package-lock.json ]; then
+up_to_date=1
+for input in three_entry.js package.json package-lock.json build_bundle.sh node_modules/.package-lock.json; do
+    [ -f "$bundle" ] && [ "$bundle" -nt "$input" ] || up_to_date=0
+done
+if [ "$up_to_date" = 1 ]; then
     echo "build_bundle: $bundle is up to date"
     exit 0
 fi

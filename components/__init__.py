@@ -1,0 +1,1 @@
+"""Gradio components of the Avatar Assistant UI (the three.js avatar)."""

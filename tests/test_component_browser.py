@@ -1,0 +1,272 @@
+"""Browser tests of the Avatar component: rendering, audio-clocked lip-sync playback, emotions, idle life, upload.
+
+A tiny Gradio app (Avatar + a Send button that builds a frame from a JSON command) runs in a thread and headless
+Chromium (SwiftShader WebGL) drives it. The default avatar here is a small generated GLB whose morphs are the ARKit
+names the viseme and expression maps use, so it exercises the viseme→ARKit path; the real default avatar (Oculus
+visemes) is loaded through the upload button when it has been built.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import wave
+from pathlib import Path
+
+import gradio as gr
+import numpy as np
+import pygltflib
+import pytest
+
+from components.avatar import DEFAULT_EXPRESSIONS, DEFAULT_GLB, DEFAULT_VISEME_MAP, Avatar, avatar_frame, load_pose_map
+from core.types import EMOTION_LABELS
+from tests.browser import chromium, console_collector, serve_blocks  # noqa: F401 - chromium is a fixture
+
+VISEMES = load_pose_map(DEFAULT_VISEME_MAP, [f"viseme_{v}" for v in ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS",
+                                                                      "nn", "RR", "aa", "E", "I", "O", "U")])
+EXPRESSIONS = load_pose_map(DEFAULT_EXPRESSIONS, EMOTION_LABELS)
+BLINK_AND_GAZE = ("eyeBlinkLeft", "eyeBlinkRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeLookDownLeft",
+                  "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight",
+                  "eyeWideLeft", "eyeWideRight", "browInnerUp", "browDownLeft", "mouthPressLeft", "mouthPressRight",
+                  "mouthRollLower", "eyeSquintRight", "mouthSmileLeft", "mouthSmileRight")
+ARKIT_MORPHS = sorted({m for pose in (*VISEMES.values(), *EXPRESSIONS.values()) for m in pose} | set(BLINK_AND_GAZE))
+SPEECH_TEXT = "Hello there, I am your avatar."
+WAIT_MS = 15_000
+
+
+# ------------------------------------------------------------------------------------------------ fixtures
+def write_head_glb(path: Path, morph_names: list[str]) -> Path:
+    """Write an ellipsoid 'head' GLB (1.6 m high) with one morph target per name (each bulges its own patch)."""
+    rings, segments = 24, 32
+    theta = np.linspace(0, np.pi, rings + 1)[:, None]
+    phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]
+    unit = np.stack([np.sin(theta) * np.sin(phi), np.cos(theta) * np.ones_like(phi), np.sin(theta) * np.cos(phi)], -1)
+    unit = unit.reshape(-1, 3).astype(np.float32)
+    positions = unit * np.array([0.085, 0.115, 0.1], np.float32) + np.array([0, 1.6, 0], np.float32)
+    quads = [(r * (segments + 1) + s, r * (segments + 1) + s + 1, (r + 1) * (segments + 1) + s,
+              (r + 1) * (segments + 1) + s + 1) for r in range(rings) for s in range(segments)]
+    indices = np.array([[a, c, b, b, c, d] for a, b, c, d in quads], np.uint16).reshape(-1)
+    deltas = []
+    for i, _ in enumerate(morph_names):  # patches spread over the front of the face
+        anchor = np.array([np.sin(i * 2.4) * 0.6, np.cos(i * 1.7) * 0.6, 0.8], np.float32)
+        weight = np.clip(1 - np.linalg.norm(unit - anchor / np.linalg.norm(anchor), axis=1) / 0.5, 0, 1)
+        deltas.append((unit * weight[:, None] * 0.012).astype(np.float32))
+    blobs = [positions, unit, indices, *deltas]
+    blob, views, offset = b"", [], 0
+    for arr in blobs:
+        data = arr.tobytes()
+        views.append(pygltflib.BufferView(buffer=0, byteOffset=offset, byteLength=len(data)))
+        blob += data + b"\0" * (-len(data) % 4)
+        offset = len(blob)
+
+    def vec3(view: int, arr: np.ndarray) -> pygltflib.Accessor:
+        return pygltflib.Accessor(bufferView=view, componentType=pygltflib.FLOAT, count=len(arr), type="VEC3",
+                                  min=arr.min(0).tolist(), max=arr.max(0).tolist())
+
+    accessors = [vec3(0, positions), vec3(1, unit),
+                 pygltflib.Accessor(bufferView=2, componentType=pygltflib.UNSIGNED_SHORT, count=len(indices),
+                                    type="SCALAR"),
+                 *[vec3(3 + i, d) for i, d in enumerate(deltas)]]
+    primitive = pygltflib.Primitive(attributes=pygltflib.Attributes(POSITION=0, NORMAL=1), indices=2, material=0,
+                                    targets=[{"POSITION": 3 + i} for i in range(len(deltas))])
+    gltf = pygltflib.GLTF2(
+        scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(mesh=0, name="head")],
+        meshes=[pygltflib.Mesh(primitives=[primitive], extras={"targetNames": morph_names} if morph_names else {})],
+        materials=[pygltflib.Material(pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+            baseColorFactor=[0.8, 0.6, 0.5, 1.0], metallicFactor=0.0, roughnessFactor=0.6))],
+        accessors=accessors, bufferViews=views, buffers=[pygltflib.Buffer(byteLength=len(blob))])
+    gltf.set_binary_blob(blob)
+    gltf.save_binary(str(path))
+    return path
+
+
+@pytest.fixture(scope="module")
+def speech_wav(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, float]:
+    """A real spoken WAV made with espeak-ng, and its duration in seconds."""
+    path = tmp_path_factory.mktemp("speech") / "hello.wav"
+    subprocess.run(["espeak-ng", "-v", "en-us", "-w", str(path), SPEECH_TEXT], check=True, timeout=30)
+    with wave.open(str(path)) as w:
+        return path, w.getnframes() / w.getframerate()
+
+
+def hand_track(duration_s: float, silent: bool = False) -> dict:
+    """A hand-made keyframe track: 'aa' and 'O' alternating every 0.25 s (or only 'sil'), rest at the end."""
+    keyframes, t, k = [], 0.0, 0
+    while t < duration_s - 0.3:
+        viseme = "viseme_sil" if silent else ("viseme_aa" if k % 2 == 0 else "viseme_O")
+        keyframes.append({"t": round(t, 3), "w": {viseme: 1.0}})
+        t, k = t + 0.25, k + 1
+    keyframes.append({"t": round(duration_s - 0.1, 3), "w": {"viseme_sil": 1.0}})
+    return {"mouth_cues": [{"start": 0.0, "end": duration_s, "value": "X"}], "keyframes": keyframes}
+
+
+@pytest.fixture(scope="module")
+def app_url(tmp_path_factory: pytest.TempPathFactory, speech_wav: tuple[Path, float]):  # noqa: ANN201
+    """The test app: Avatar (generated ARKit head) + command box + Send; playback_end is echoed into a box."""
+    glb = write_head_glb(tmp_path_factory.mktemp("glb") / "arkit_head.glb", ARKIT_MORPHS)
+    wav, duration = speech_wav
+
+    def send(command: str) -> dict:
+        cmd = json.loads(command)
+        clips = [{"audio": str(wav), "offset_s": 0.0, "duration_s": duration,
+                  "track": hand_track(duration, silent=cmd.get("silent", False)),
+                  "emotion": {"label": cmd.get("emotion", "neutral"), "scores": {}, "intensity": 1.0}}
+                 for _ in range(cmd.get("clips", 0))]
+        return avatar_frame(cmd["turn_id"], cmd["state"], clips)
+
+    with gr.Blocks() as demo:
+        avatar = Avatar(glb_path=glb, height=360, elem_id="avatar")
+        command = gr.Textbox(elem_id="command")
+        send_btn = gr.Button("Send", elem_id="send")
+        ended = gr.Textbox(elem_id="ended")
+        send_btn.click(send, command, avatar)
+        avatar.playback_end(lambda evt: json.dumps(evt._data), None, ended)  # noqa: SLF001 - EventData payload
+    with serve_blocks(demo) as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def page(chromium, app_url: str):  # noqa: ANN001, ANN201, F811 - chromium is the imported fixture
+    """One page on the test app, with the avatar loaded."""
+    page = chromium.new_page(viewport={"width": 900, "height": 800})
+    page.console_lines = console_collector(page)
+    page.goto(app_url)
+    page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=30_000)
+    yield page
+    page.close()
+
+
+def send(page, **command) -> None:  # noqa: ANN001
+    """Type a command into the app and click Send (the click also unlocks audio)."""
+    page.fill("#command textarea", json.dumps(command))
+    page.click("#send")
+
+
+def state(page) -> dict:  # noqa: ANN001
+    return page.evaluate("JSON.parse(JSON.stringify(window.avatarState))")
+
+
+# ------------------------------------------------------------------------------------------------- tests
+def test_renders_with_report(page, artifacts: Path) -> None:  # noqa: ANN001
+    before = state(page)["framesRendered"]
+    page.wait_for_function(f"window.avatarState.framesRendered > {before + 20}", timeout=WAIT_MS)
+    s = state(page)
+    assert s["threeSource"] == "bundle"
+    assert s["morphReport"]["mode"] == "arkit"
+    assert s["errors"] == [], page.console_lines
+    assert page.locator("#avatar canvas").count() == 1
+    page.locator("#avatar").screenshot(path=str(artifacts / "avatar_test_head.png"))
+
+
+def test_blink_within_7s_idle(page) -> None:  # noqa: ANN001
+    blinks = state(page)["blinks"]
+    page.wait_for_function(f"window.avatarState.blinks > {blinks}", timeout=7_000)
+    page.wait_for_function("window.avatarState.morphs.eyeBlinkLeft > 0.5", timeout=1_000, polling=10)
+
+
+def test_playback_follows_keyframes_and_returns_to_rest(page, speech_wav) -> None:  # noqa: ANN001
+    _, duration = speech_wav
+    played = state(page)["clipsPlayed"]
+    send(page, turn_id="speak-1", state="speaking", clips=1, emotion="neutral")
+    page.wait_for_function("window.avatarState.playing && window.avatarState.playbackTime > 0.1", timeout=WAIT_MS)
+    s = state(page)
+    assert s["clock"] == "audio" and s["state"] == "speaking" and s["turnId"] == "speak-1"
+    # sample the face against the keyframes ('aa' then 'O' every 0.25 s): jawOpen (aa 0.6, O 0.4) and mouthFunnel
+    # (O 0.6 only) must swing with the track while the audio clock advances.
+    samples = []
+    for _ in range(40):
+        s = state(page)
+        samples.append((s["playbackTime"], s["morphs"]["jawOpen"], s["morphs"]["mouthFunnel"], s["viseme"]))
+        page.wait_for_timeout(40)
+    times = [t for t, *_ in samples]
+    assert times == sorted(times) and times[-1] - times[0] > 1.0, times
+    jaw = [j for _, j, _, _ in samples]
+    funnel = [f for _, _, f, _ in samples]
+    assert max(jaw) > 0.4 and max(funnel) > 0.35 and min(funnel) < 0.2, samples
+    assert {"aa", "O"} <= {v for *_, v in samples}, samples
+    page.wait_for_function("!window.avatarState.playing", timeout=int(duration * 1000) + WAIT_MS)
+    page.wait_for_function("document.querySelector('#ended textarea').value.includes('speak-1')", timeout=WAIT_MS)
+    ended = json.loads(page.input_value("#ended textarea"))
+    assert ended["clips_played"] == 1 and abs(ended["duration_s"] - duration) < 0.2, ended
+    assert state(page)["clipsPlayed"] == played + 1
+    page.wait_for_timeout(600)
+    rest = state(page)
+    assert rest["morphs"]["jawOpen"] < 0.02 and rest["morphs"]["mouthFunnel"] < 0.02, rest["morphs"]
+    assert rest["state"] == "idle"
+
+
+def test_appended_clips_play_back_to_back(page, speech_wav) -> None:  # noqa: ANN001
+    _, duration = speech_wav
+    send(page, turn_id="append", state="speaking", clips=1, silent=True)
+    page.wait_for_function("window.avatarState.playing", timeout=WAIT_MS)
+    # the same turn again with one more clip: the first is not restarted, the second follows it
+    wav_clip_time = state(page)["playbackTime"]
+    send(page, turn_id="append", state="speaking", clips=1, silent=True)  # same clip again: deduplicated
+    page.wait_for_timeout(300)
+    assert state(page)["playbackTime"] > wav_clip_time
+    page.wait_for_function("!window.avatarState.playing", timeout=int(duration * 1000) + WAIT_MS)
+    ended = json.loads(page.input_value("#ended textarea"))
+    assert ended["turn_id"] == "append" and ended["clips_played"] == 1, ended
+
+
+@pytest.mark.parametrize("emotion", EMOTION_LABELS)
+def test_emotion_raises_its_morphs(page, emotion: str) -> None:  # noqa: ANN001
+    send(page, turn_id=f"emo-{emotion}", state="speaking", clips=1, emotion=emotion, silent=True)
+    page.wait_for_function(f"window.avatarState.emotion === '{emotion}' && window.avatarState.playing",
+                           timeout=WAIT_MS)
+    page.wait_for_timeout(700)
+    morphs = state(page)["morphs"]
+    pose = EXPRESSIONS[emotion]
+    blink_names = {"eyeBlinkLeft", "eyeBlinkRight"}  # may also be mid-blink: skip
+    for name, weight in pose.items():
+        if name not in blink_names:
+            assert morphs[name] > 0.5 * weight, (emotion, name, weight, morphs[name])
+    others = {m: w for m, w in morphs.items() if m not in pose and m.startswith(("mouthSmile", "mouthFrown", "noseSneer"))}
+    assert all(w < 0.05 for w in others.values()), (emotion, others)
+
+
+def test_states_switch(page, artifacts: Path) -> None:  # noqa: ANN001
+    send(page, turn_id="listen", state="listening")
+    page.wait_for_function("window.avatarState.state === 'listening'", timeout=WAIT_MS)
+    page.wait_for_function("window.avatarState.morphs.browInnerUp > 0.2", timeout=WAIT_MS)
+    send(page, turn_id="think", state="thinking")
+    page.wait_for_function("window.avatarState.state === 'thinking'", timeout=WAIT_MS)
+    page.wait_for_function("window.avatarState.morphs.eyeLookUpLeft > 0.3 && window.avatarState.morphs.browDownLeft > 0.2",
+                           timeout=WAIT_MS)
+    page.locator("#avatar").screenshot(path=str(artifacts / "avatar_thinking.png"))
+    send(page, turn_id="rest", state="idle")
+    page.wait_for_function("window.avatarState.state === 'idle'", timeout=WAIT_MS)
+
+
+def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:  # noqa: ANN001
+    bare = write_head_glb(tmp_path / "bare.glb", [])
+    page.set_input_files("#avatar .avatar-file", str(bare))
+    page.wait_for_function("window.avatarState.avatarSource === 'bare.glb'", timeout=WAIT_MS)
+    report = state(page)["morphReport"]
+    assert report["mode"] == "none" and report["morphCount"] == 0
+    assert any("will not move" in w for w in report["warnings"]), report
+    frames = state(page)["framesRendered"]
+    page.wait_for_function(f"window.avatarState.framesRendered > {frames + 10}", timeout=WAIT_MS)
+
+    corrupt = tmp_path / "corrupt.glb"
+    corrupt.write_bytes(b"glTF" + b"\x02\x00\x00\x00" + b"\xff" * 64)
+    errors = len(state(page)["errors"])
+    page.set_input_files("#avatar .avatar-file", str(corrupt))
+    page.wait_for_function(f"window.avatarState.errors.length > {errors}", timeout=WAIT_MS)
+    s = state(page)
+    assert s["avatarSource"] == "bare.glb" and "Keeping the current avatar" in s["errors"][-1]
+    assert "error" in page.get_attribute("#avatar .avatar-status", "class")
+
+    page.click("#avatar .avatar-reset")
+    page.wait_for_function("window.avatarState.avatarSource === 'default'", timeout=WAIT_MS)
+    assert state(page)["morphReport"]["mode"] == "arkit"
+
+
+@pytest.mark.skipif(not DEFAULT_GLB.is_file(), reason="the default avatar has not been built")
+def test_default_avatar_oculus(page, artifacts: Path) -> None:  # noqa: ANN001
+    page.set_input_files("#avatar .avatar-file", str(DEFAULT_GLB))
+    page.wait_for_function("window.avatarState.avatarSource === 'avatar.glb'", timeout=WAIT_MS)
+    report = state(page)["morphReport"]
+    assert report["mode"] == "oculus" and len(report["visemesFound"]) == 15, report
+    page.wait_for_timeout(500)
+    page.locator("#avatar").screenshot(path=str(artifacts / "avatar_default.png"))
