@@ -58,14 +58,15 @@ DM_TO_M = 0.1
 """hm08 is modelled in decimetres."""
 
 # --- shape: MakeHuman macro weights (gender 0 = female, 1 = male; age 0.5 = 25 years; races 1/3 each) -------
-GENDER = 0.3
+GENDER = 0.15
 RACES: Mapping[str, float] = {"african": 1 / 3, "asian": 1 / 3, "caucasian": 1 / 3}
 IDEAL_PROPORTIONS = 0.5
 # Modifier targets (path under mpfb2/targets, weight) that give a friendlier, slightly stylised face.
 FACE_TWEAKS: tuple[tuple[str, float], ...] = (
     ("eyes/l-eye-scale-incr", 0.45), ("eyes/r-eye-scale-incr", 0.45),
     ("head/head-round", 0.25),
-    ("mouth/mouth-upperlip-volume-incr", 0.3), ("mouth/mouth-lowerlip-volume-incr", 0.3),
+    ("mouth/mouth-upperlip-volume-incr", 0.1), ("mouth/mouth-lowerlip-volume-incr", 0.1),
+    ("nose/nose-scale-horiz-decr", 0.3), ("nose/nose-scale-vert-decr", 0.25), ("chin/chin-height-decr", 0.3),
     ("mouth/mouth-angles-up", 0.25),
 )
 
@@ -88,8 +89,21 @@ TONGUE = (0.78, 0.38, 0.40)
 MOUTH = (0.30, 0.08, 0.08)
 LASH = (0.08, 0.05, 0.04)
 
-EYE_RADIUS_DM = 0.138
+# Hair cap (hm08 head-box coordinates): hairline height = a + b cos(theta) + c cos(2 theta), theta 0 = front.
+HAIRLINE = (0.0075, 0.575, -0.0325)
+HAIR_VOLUME = 0.24
+HAIR_EDGE = 0.03
+HAIR_QUIFF = 0.12
+HAIR_SUBDIVISIONS = 2
+# Brows (decimetres, relative to the eye centre; "inner" is signed towards the nose).
+BROW_SEGMENTS = 14
+BROW_INNER, BROW_LENGTH = -0.15, 0.39
+BROW_LIFT, BROW_ARCH, BROW_DROP = 0.205, 0.045, 0.045
+BROW_WIDTH = 0.034
+BROW_LIFT_OFF_SKIN = 0.006
 EYE_LOOK_DEG = {"Up": 22.0, "Down": 25.0, "In": 28.0, "Out": 28.0}
+EYE_UNIT_FLOOR_Y = 6.95
+"""hm08 height (dm) below which the eye* face units are zeroed (stray deltas inside the nose)."""
 
 
 def srgb_to_linear(c: Iterable[float]) -> np.ndarray:
@@ -271,7 +285,7 @@ def head_frame(shaped: np.ndarray, body_tris: np.ndarray) -> tuple[np.ndarray, n
 
 def skin_colors(pos: np.ndarray, morphs: Mapping[str, np.ndarray], lip_mask: np.ndarray,
                 eyes: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Paint the skin: lips, blushed cheeks, brows and a crew-neck top, as linear vertex colours."""
+    """Paint the skin: lips, blushed cheeks and a crew-neck top, as linear vertex colours."""
     col = np.tile(srgb_to_linear(SKIN), (len(pos), 1))
 
     def mix(mask: np.ndarray, rgb: Iterable[float]) -> None:
@@ -283,44 +297,108 @@ def skin_colors(pos: np.ndarray, morphs: Mapping[str, np.ndarray], lip_mask: np.
         cheek = eye + np.array([0.10 * sx, -0.36, 0.2])
         d = np.linalg.norm((pos - cheek) * [1.0, 1.3, 1.0], axis=1)
         mix(0.45 * np.exp(-(d / 0.2) ** 2) * front, BLUSH)
-        # brow: an arc above the eye, thick at the inner end, tapering outwards
-        t = (pos[:, 0] - eye[0]) * sx  # -inner .. +outer
-        u = np.clip((t + 0.17) / 0.40, 0.0, 1.0)
-        arc_y = eye[1] + 0.205 + 0.05 * np.sin(np.pi * np.clip(u * 1.15, 0, 1)) - 0.03 * u
-        half = 0.038 * (1 - 0.55 * u)
-        inside = smoothstep(-0.2, -0.17, t) * (1 - smoothstep(0.21, 0.24, t))
-        band = 1 - smoothstep(half * 0.6, half * 1.25, np.abs(pos[:, 1] - arc_y))
-        mix(0.92 * band * inside * smoothstep(1.05, 1.25, pos[:, 2]), BROW)
     mix(lip_mask, LIPS)
-    neckline = 5.62 - 0.45 * smoothstep(0.1, 0.9, pos[:, 2]) * (1 - smoothstep(0.3, 0.9, np.abs(pos[:, 0])))
-    mix(1 - smoothstep(neckline - 0.04, neckline + 0.04, pos[:, 1]), SHIRT)
+    neckline = 5.5 - 0.18 * smoothstep(0.2, 0.9, pos[:, 2])
+    mix(1 - smoothstep(neckline - 0.07, neckline + 0.07, pos[:, 1]), SHIRT)
     return col
 
 
 def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
-    """A stylised hair cap: the scalp offset outwards (fuller on top), with a wall closing its rim."""
+    """A stylised hair cap: the scalp pushed outwards (fuller on top and back).
+
+    Below the hairline the offset turns negative, so the shell dives under the skin: the visible hairline is the
+    shell/skin intersection, which runs smoothly across faces instead of along the mesh's edges.
+    """
     p, n = skin.positions, skin.normals
     d = (p - center) / half
     theta = np.arctan2(d[:, 0], d[:, 2])
-    hairline = 0.10 + 0.42 * np.cos(theta) + 0.06 * np.cos(2 * theta)
-    covered = d[:, 1] > hairline
-    tris = skin.triangles[covered[skin.triangles].all(1)]
+    hairline = HAIRLINE[0] + HAIRLINE[1] * np.cos(theta) + HAIRLINE[2] * np.cos(2 * theta)
+    tris = skin.triangles[((d[:, 1] - hairline)[skin.triangles] > 0.0).any(1)]
     used, local = np.unique(tris, return_inverse=True)
-    local = local.reshape(-1, 3)
-    depth = np.clip(d[used, 1] - hairline[used], 0.0, None)
-    thick = 0.035 + 0.17 * smoothstep(0.0, 0.55, depth) * (0.75 + 0.25 * np.cos(theta[used]))
-    outer = p[used] + n[used] * thick[:, None]
-    inner = p[used] - n[used] * 0.01
-    m = len(used)
-    rim = [e for loop in boundary_loops(local) for e in zip(loop, loop[1:] + loop[:1])]
-    # The wall: outer[a] -> outer[b] on the shell, inner copies below (vertex ids offset by m).
-    wall = [(b, a, a + m) for a, b in rim] + [(b, a + m, b + m) for a, b in rim]
-    positions = np.concatenate([outer, inner])
-    triangles = np.concatenate([local, np.asarray(wall, dtype=np.int64).reshape(-1, 3)])
-    streak = 0.88 + 0.12 * np.sin(theta[used] * 11 + d[used, 1] * 4)
-    shade = np.concatenate([streak * (0.9 + 0.2 * smoothstep(0.2, 0.9, d[used, 1])), np.full(m, 0.7)])
+    p, n, local = subdivide(p[used], n[used], local.reshape(-1, 3), HAIR_SUBDIVISIONS)
+    d = (p - center) / half
+    th = np.arctan2(d[:, 0], d[:, 2])
+    s = d[:, 1] - (HAIRLINE[0] + HAIRLINE[1] * np.cos(th) + HAIRLINE[2] * np.cos(2 * th))
+    volume = HAIR_VOLUME * smoothstep(0.05, 0.65, s) * (0.8 + 0.2 * np.cos(th))
+    volume *= 1 - 0.5 * smoothstep(0.0, -0.6, d[:, 1])  # thinner towards the nape
+    # a side-swept quiff over the right temple, for character
+    volume += HAIR_QUIFF * np.exp(-(((th + 0.45) / 0.45) ** 2) - ((d[:, 1] - 0.72) / 0.22) ** 2) * smoothstep(0.0, 0.15, s)
+    thick = np.clip(0.45 * s, -0.12, HAIR_EDGE) + volume
+    positions = p + n * thick[:, None]
+    streak = 0.86 + 0.14 * np.sin(th * 13 + s * 5)
+    shade = streak * (0.85 + 0.3 * smoothstep(0.2, 0.9, d[:, 1]))
     colors = srgb_to_linear(HAIR)[None, :] * shade[:, None]
-    return Part("hair", "hair", positions, triangles, colors)
+    return Part("hair", "hair", positions, local, colors)
+
+
+def subdivide(positions: np.ndarray, normals: np.ndarray, triangles: np.ndarray,
+              levels: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split every triangle into four ``levels`` times (edge midpoints shared; normals interpolated)."""
+    for _ in range(levels):
+        edges = np.sort(np.concatenate([triangles[:, [0, 1]], triangles[:, [1, 2]], triangles[:, [2, 0]]]), axis=1)
+        unique, inverse = np.unique(edges, axis=0, return_inverse=True)
+        mid = len(positions) + inverse.ravel().reshape(3, -1).T  # midpoint ids of edges (01, 12, 20) per triangle
+        positions = np.concatenate([positions, positions[unique].mean(1)])
+        nm = normals[unique].sum(1)
+        normals = np.concatenate([normals, nm / np.linalg.norm(nm, axis=1, keepdims=True)])
+        a, b, c = triangles.T
+        m01, m12, m20 = mid.T
+        triangles = np.concatenate([np.stack(t, 1) for t in
+                                    ((a, m01, m20), (m01, b, m12), (m20, m12, c), (m01, m12, m20))])
+    return positions, normals, triangles
+
+
+def project_to_skin(xy: np.ndarray, skin: Part) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Drop front-view points (x, y) onto the front-most skin surface.
+
+    Returns the surface points, their normals, and a (points x skin-vertices) interpolation matrix.
+    """
+    tri = skin.triangles[(skin.normals[skin.triangles][:, :, 2] > 0.1).all(1)]
+    a, b, c = (skin.positions[tri[:, i]] for i in range(3))
+    weights = np.zeros((len(xy), len(skin.positions)))
+    for k, (x, y) in enumerate(xy):
+        det = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
+        w0 = ((b[:, 1] - c[:, 1]) * (x - c[:, 0]) + (c[:, 0] - b[:, 0]) * (y - c[:, 1])) / det
+        w1 = ((c[:, 1] - a[:, 1]) * (x - c[:, 0]) + (a[:, 0] - c[:, 0]) * (y - c[:, 1])) / det
+        w2 = 1 - w0 - w1
+        inside = np.flatnonzero((w0 >= -1e-9) & (w1 >= -1e-9) & (w2 >= -1e-9))
+        z = w0[inside] * a[inside, 2] + w1[inside] * b[inside, 2] + w2[inside] * c[inside, 2]
+        best = inside[np.argmax(z)]
+        np.add.at(weights[k], tri[best], [w0[best], w1[best], w2[best]])
+    points = weights @ skin.positions
+    normals = weights @ skin.normals
+    return points, normals / np.linalg.norm(normals, axis=1, keepdims=True), weights
+
+
+def brow_part(skin: Part, eyes: Mapping[str, np.ndarray]) -> Part:
+    """Stylised eyebrows: tapered ribbons laid on the skin above each eye, moving with the skin's morphs."""
+    u = np.linspace(0.0, 1.0, BROW_SEGMENTS + 1)
+    rows = np.array([-1.0, 0.0, 1.0])
+    xy, shade = [], []
+    for side, eye in eyes.items():
+        sx = 1.0 if side == "Left" else -1.0
+        x = eye[0] + sx * (BROW_INNER + BROW_LENGTH * u)
+        y = eye[1] + BROW_LIFT + BROW_ARCH * np.sin(np.pi * np.clip(u * 1.25, 0, 1)) - BROW_DROP * u ** 2
+        half = BROW_WIDTH * (1 - 0.62 * u ** 1.3) * (0.75 + 0.25 * smoothstep(0.0, 0.15, u))
+        for r in rows:
+            xy.append(np.stack([x, y + r * half], 1))
+            shade.append(0.75 + 0.25 * smoothstep(0.0, 0.3, u))
+    xy_arr = np.concatenate(xy)
+    surface, normals, weights = project_to_skin(xy_arr, skin)
+    positions = surface + normals * BROW_LIFT_OFF_SKIN
+    cols = len(u)
+    tris = []
+    for strip in range(2):  # two sides, each three rows of ``cols`` points
+        base = strip * 3 * cols
+        for r in range(2):
+            for c in range(cols - 1):
+                a0, a1 = base + r * cols + c, base + r * cols + c + 1
+                b0, b1 = a0 + cols, a1 + cols
+                tris += [(a0, a1, b1), (a0, b1, b0)] if strip == 0 else [(a0, b1, a1), (a0, b0, b1)]
+    morphs = {k: weights @ d for k, d in skin.morphs.items()}
+    morphs = {k: d for k, d in morphs.items() if np.abs(d).max() > 0}
+    colors = srgb_to_linear(BROW)[None, :] * np.concatenate(shade)[:, None]
+    return Part("brows", "brow", positions, np.asarray(tris, dtype=np.int64), colors, morphs, normals)
 
 
 def eye_part(side: str, radius: float) -> Part:
@@ -430,6 +508,10 @@ def build_avatar(data: Path | None = None) -> Avatar:
 
     units_dir = data / "faceunits01" / "targets" / "faceunits"
     morphs = {name: read_target(units_dir / f"{name}.target", n) for name in ARKIT_NAMES}
+    for name in ARKIT_NAMES:  # the eye units carry stray deltas inside the nostrils: keep their own eye region
+        if name.startswith("eye"):
+            sx = 1.0 if name.endswith("Left") else -1.0
+            morphs[name][(obj.vertices[:, 1] < EYE_UNIT_FLOOR_Y) | (obj.vertices[:, 0] * sx < 0)] = 0.0
     for viseme, weights in load_viseme_map().items():
         morphs[viseme] = sum((w * morphs[k] for k, w in weights.items()), np.zeros((n, 3)))
 
@@ -457,13 +539,13 @@ def build_avatar(data: Path | None = None) -> Avatar:
     loop = flatten_cut(skin)
     skin.normals = smooth_normals(skin.positions, skin.triangles)
 
-    parts = [skin, bust_cap(skin, loop), hair_part(skin, head_center, head_half)]
+    parts = [skin, bust_cap(skin, loop), hair_part(skin, head_center, head_half), brow_part(skin, eye_centers)]
     for name, prefix, material, color in (
         ("teeth_upper", "helper-upper-teeth", "teeth", TEETH),
         ("teeth_lower", "helper-lower-teeth", "teeth", TEETH),
         ("tongue", "helper-tongue", "tongue", TONGUE),
-        ("lashes", "helper-l-eyelashes", "lash", LASH),
-        ("lashes_r", "helper-r-eyelashes", "lash", LASH),
+        ("lashes_left", "helper-l-eyelashes-2", "lash", LASH),
+        ("lashes_right", "helper-r-eyelashes-2", "lash", LASH),
     ):
         parts.append(submesh(name, material, shaped, group_triangles(obj, prefix), morphs, color))
     for part in parts:
@@ -476,7 +558,7 @@ def build_avatar(data: Path | None = None) -> Avatar:
 
 # ------------------------------------------------------------------------------------------------------- glTF
 MATERIALS: Mapping[str, tuple[float, float]] = {  # name: (roughness, metallic); colours come from COLOR_0
-    "skin": (0.62, 0.0), "hair": (0.55, 0.0), "eye": (0.12, 0.0), "teeth": (0.3, 0.0),
+    "skin": (0.62, 0.0), "hair": (0.55, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.3, 0.0),
     "tongue": (0.45, 0.0), "lash": (0.8, 0.0),
 }
 

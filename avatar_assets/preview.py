@@ -31,6 +31,7 @@ AMBIENT = 0.28
 class Primitive:
     """One drawable primitive with its base attributes and named morph deltas (metres, node space)."""
 
+    name: str
     positions: np.ndarray
     normals: np.ndarray
     colors: np.ndarray
@@ -81,6 +82,7 @@ def load_glb(path: Path) -> list[Primitive]:
             mat = gltf["materials"][p["material"]]
             attrs = p["attributes"]
             prims.append(Primitive(
+                name=p.get("extras", {}).get("part", mesh.get("name", "")),
                 positions=_accessor(gltf, blob, attrs["POSITION"]),
                 normals=_accessor(gltf, blob, attrs["NORMAL"]),
                 colors=_accessor(gltf, blob, attrs["COLOR_0"])[:, :3],
