@@ -204,7 +204,7 @@ VIEWS: dict[str, dict[str, float]] = {
     "front": {"yaw_deg": 0.0},
     "three_quarter": {"yaw_deg": 35.0, "pitch_deg": 5.0},
     "side": {"yaw_deg": 90.0},
-    "face": {"yaw_deg": 0.0, "distance": 0.5, "target": (0.0, 0.215, 0.08)},
+    "face": {"yaw_deg": 0.0, "distance": 0.5, "target": (0.0, 0.2, 0.08)},
 }
 
 
