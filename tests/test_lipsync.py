@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import json
 import shutil
 import subprocess
@@ -25,7 +26,13 @@ from core.lipsync.engine import parse_rhubarb
 from core.lipsync.tables import load_phoneme_table, load_shape_table
 from core.lipsync.track import MIN_CUE_S
 from core.models import find_in_package
-from core.types import OCULUS_VISEMES, RHUBARB_SHAPES, PhonemeTiming, Speech, VisemeTrack
+from core.types import (
+    OCULUS_VISEMES,
+    RHUBARB_SHAPES,
+    PhonemeTiming,
+    Speech,
+    VisemeTrack,
+)
 
 SENTENCE = "Peter Piper picked a peck of pickled peppers. How many did he pick?"
 DATA = Path(__file__).resolve().parent.parent / "data" / "visemes"
@@ -72,7 +79,7 @@ def assert_valid(track: VisemeTrack, duration_s: float, offset_s: float = 0.0) -
     cues = track.mouth_cues
     assert cues[0].start_s == pytest.approx(offset_s, abs=1e-3)
     assert cues[-1].end_s == pytest.approx(offset_s + duration_s, abs=1e-3)
-    for a, b in zip(cues, cues[1:]):
+    for a, b in itertools.pairwise(cues):
         assert a.end_s == b.start_s and a.shape != b.shape
     assert all(c.shape in RHUBARB_SHAPES for c in cues)
     if len(cues) > 1:
