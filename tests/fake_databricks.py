@@ -8,12 +8,14 @@ Routes:
 
 Every request is recorded (method, path, headers, JSON body). Knobs on the server change its behaviour:
 ``status`` forces an error status, ``delay_s`` stalls before answering (to provoke client timeouts),
-``missing_routes`` answers 404 on the listed paths, ``parts_content`` returns Databricks' list-of-parts content.
+``missing_routes`` answers 404 on the listed paths, ``parts_content`` returns Databricks' list-of-parts content,
+``stream_usage`` sends token usage at the end of a stream (Databricks always, OpenAI only when asked).
 """
 
 from __future__ import annotations
 
 import json
+import sys
 import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -137,7 +139,9 @@ class _Handler(BaseHTTPRequestHandler):
         chunks = [{**base, "choices": [{"index": 0, "delta": {"role": "assistant", "content": ""}}]}]
         chunks += [{**base, "choices": [{"index": 0, "delta": {"content": p}, "finish_reason": None}]} for p in pieces]
         chunks.append({**base, "choices": [{"index": 0, "delta": {}, "finish_reason": finish}]})
-        if fake.stream_usage and (body.get("stream_options") or {}).get("include_usage"):
+        # Databricks sends usage unasked; OpenAI servers only with stream_options.include_usage.
+        asked = (body.get("stream_options") or {}).get("include_usage") or self.path.startswith("/serving-endpoints/")
+        if fake.stream_usage and asked:
             chunks.append({**base, "choices": [], "usage": self._usage(body, len(pieces))})
         for chunk in chunks:
             self._send_chunk(f"data: {json.dumps(chunk)}\n\n")
@@ -154,6 +158,11 @@ class _Server(ThreadingHTTPServer):
     daemon_threads = True
     block_on_close = False
     fake: FakeServing
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        """Clients that time out or close keep-alive connections are part of the tests, not server errors."""
+        if not isinstance(sys.exc_info()[1], ConnectionError):
+            super().handle_error(request, client_address)
 
 
 class FakeServingServer:

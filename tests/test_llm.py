@@ -1,0 +1,335 @@
+"""Tests for the LLM stage: the real local SmolLM2 model, the Databricks and OpenAI backends against a local fake
+server (real databricks-sdk and requests clients), the auto factory, and spoken_text."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Iterator
+from dataclasses import replace
+from pathlib import Path
+
+import pytest
+
+from core.config import AppConfig, LLMConfig
+from core.errors import BackendError, ConfigError, InputError
+from core.llm import (
+    DatabricksLLM,
+    LocalGGUFLLM,
+    OpenAICompatibleLLM,
+    create_llm,
+    load_examples,
+    spoken_text,
+)
+from core.types import ChatMessage, Reply
+from tests.fake_databricks import FakeServing, FakeServingServer
+
+TOKEN = "dapi-fake-secret-0123456789"
+OPENAI_KEY = "sk-fake-secret-9876543210"
+ENDPOINT = "databricks-meta-llama-3-1-8b-instruct"
+QUESTION = [ChatMessage("user", "What is the capital of France?")]
+
+
+def split(items: list[str | Reply]) -> tuple[list[str], Reply]:
+    """Deltas and the final Reply of a stream, checking the Reply comes last and only once."""
+    *deltas, reply = items
+    assert isinstance(reply, Reply)
+    assert all(isinstance(d, str) for d in deltas)
+    return deltas, reply  # type: ignore[return-value]
+
+
+@pytest.fixture(autouse=True)
+def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real credentials or ~/.databrickscfg leak into a test."""
+    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
+                 "DATABRICKS_CONFIG_PROFILE", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Local SmolLM2-135M (real model)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def local_llm() -> LocalGGUFLLM:
+    """The real local model, greedy so answers are reproducible."""
+    return LocalGGUFLLM(LLMConfig(max_tokens=48, temperature=0.0))
+
+
+def test_local_streams_a_sensible_answer_within_the_cap(local_llm: LocalGGUFLLM) -> None:
+    started = time.perf_counter()
+    deltas, reply = split(list(local_llm.stream(QUESTION)))
+    elapsed = time.perf_counter() - started
+    assert len(deltas) > 1
+    assert "Paris" in reply.text
+    assert reply.text == "".join(deltas).strip()
+    assert 0 < reply.completion_tokens <= 48
+    assert reply.prompt_tokens > 0
+    assert (reply.backend, reply.model) == ("local", "SmolLM2-135M-Instruct.Q4_1")
+    assert local_llm.description == "local SmolLM2-135M"
+    assert elapsed < 20
+
+
+def test_local_token_counts_match_llama_cpp(local_llm: LocalGGUFLLM) -> None:
+    """The streamed counts equal what llama.cpp reports for the same prompt without streaming."""
+    reply = local_llm.complete(QUESTION)
+    chat = [ChatMessage("system", local_llm.config.system_prompt), *load_examples(), *QUESTION]
+    usage = local_llm._llm.create_chat_completion(
+        messages=[{"role": m.role, "content": m.content} for m in chat], max_tokens=48, temperature=0.0
+    )["usage"]
+    assert (reply.prompt_tokens, reply.completion_tokens) == (usage["prompt_tokens"], usage["completion_tokens"])
+
+
+def test_local_cap_gives_finish_length() -> None:
+    reply = LocalGGUFLLM(LLMConfig(max_tokens=3, temperature=0.0)).complete([ChatMessage("user", "Tell me a long story about a dragon.")])
+    assert (reply.completion_tokens, reply.finish_reason) == (3, "length")
+
+
+def test_local_long_history_is_trimmed_to_fit_the_context(local_llm: LocalGGUFLLM) -> None:
+    filler = "This is a long and rather boring remark about the weather and the garden. " * 6
+    history = [ChatMessage(role, f"{i}: {filler}") for i in range(30) for role in ("user", "assistant")]
+    system = ChatMessage("system", local_llm.config.system_prompt)
+    chat = [system, *load_examples(), *history, *QUESTION]
+    fitted = local_llm._fit_context(chat)
+    prompt = local_llm._llm.tokenize(
+        "".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in fitted).encode(), special=True
+    )
+    assert len(prompt) <= 2048 - local_llm.config.max_tokens
+    assert len(fitted) < len(chat)
+    assert fitted[: 1 + len(load_examples())] == chat[: 1 + len(load_examples())]  # system prompt and examples stay
+    kept = fitted[1 + len(load_examples()) :]
+    assert kept == chat[len(chat) - len(kept) :]  # the newest messages stay, the question last
+
+
+@pytest.mark.parametrize(
+    "messages",
+    [[], [ChatMessage("assistant", "Hi")], [ChatMessage("robot", "Hi")], [ChatMessage("user", "   ")]],
+)
+def test_bad_conversations_are_input_errors(local_llm: LocalGGUFLLM, messages: list[ChatMessage]) -> None:
+    with pytest.raises(InputError):
+        local_llm.complete(messages)
+
+
+def test_examples_file_is_validated(tmp_path: Path) -> None:
+    bad = tmp_path / "examples.json"
+    bad.write_text('{"examples": [{"user": "Hi", "assistant": ""}]}')
+    with pytest.raises(ConfigError, match="example 0"):
+        load_examples(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Databricks against the fake server (real databricks-sdk client)
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServingServer]:
+    """A fake workspace, with DATABRICKS_HOST/TOKEN pointing at it."""
+    with FakeServingServer() as server:
+        monkeypatch.setenv("DATABRICKS_HOST", server.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
+        yield server
+
+
+def test_databricks_streams_through_the_openai_compatible_route(databricks: FakeServingServer) -> None:
+    llm = DatabricksLLM(LLMConfig(max_tokens=64, temperature=0.3))
+    deltas, reply = split(list(llm.stream(QUESTION)))
+    fake = databricks.fake
+    assert len(deltas) == len(fake.answer.split()) > 1
+    assert reply.text == fake.answer
+    [request] = fake.posts("/serving-endpoints/chat/completions")
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    body = request.body
+    assert body is not None
+    assert (body["model"], body["stream"], body["max_tokens"], body["temperature"]) == (ENDPOINT, True, 64, 0.3)
+    assert [m["role"] for m in body["messages"]] == ["system", "user"]
+    assert body["messages"][0]["content"] == LLMConfig().system_prompt
+    assert (reply.prompt_tokens, reply.completion_tokens) == (FakeServing.prompt_tokens(body), len(deltas))
+    assert (reply.backend, reply.model, reply.finish_reason) == ("databricks", ENDPOINT, "stop")
+    assert [r.path for r in fake.requests if r.method == "GET"] == ["/.well-known/databricks-config"]
+
+
+def test_databricks_stream_without_usage_estimates_it(databricks: FakeServingServer) -> None:
+    databricks.fake.stream_usage = False
+    reply = DatabricksLLM(LLMConfig()).complete(QUESTION)
+    assert reply.completion_tokens == len(databricks.fake.answer.split())
+    assert reply.prompt_tokens > 0
+
+
+def test_databricks_cap_gives_finish_length(databricks: FakeServingServer) -> None:
+    reply = DatabricksLLM(LLMConfig(max_tokens=4)).complete(QUESTION)
+    assert (reply.completion_tokens, reply.finish_reason) == (4, "length")
+    assert reply.text == " ".join(databricks.fake.answer.split()[:4])
+
+
+def test_databricks_falls_back_to_query_when_the_chat_route_is_missing(databricks: FakeServingServer) -> None:
+    fake = databricks.fake
+    fake.missing_routes = ("/serving-endpoints/chat/completions",)
+    fake.parts_content = True
+    llm = DatabricksLLM(LLMConfig(max_tokens=64, temperature=0.3))
+    for _ in range(2):
+        deltas, reply = split(list(llm.stream(QUESTION)))
+        assert deltas == [fake.answer] and reply.text == fake.answer  # the "reasoning" part is not spoken
+    [request, _] = fake.posts(f"/serving-endpoints/{ENDPOINT}/invocations")
+    assert len(fake.posts("/serving-endpoints/chat/completions")) == 1  # the missing route is not retried
+    assert request.headers["authorization"] == f"Bearer {TOKEN}"
+    assert request.body is not None
+    assert (request.body["max_tokens"], request.body["temperature"]) == (64, 0.3)
+    assert [m["role"] for m in request.body["messages"]] == ["system", "user"]
+    assert (reply.prompt_tokens, reply.completion_tokens) == (FakeServing.prompt_tokens(request.body), 11)
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(500, True), (503, True), (429, True), (400, False)])
+def test_databricks_http_errors(databricks: FakeServingServer, status: int, retryable: bool) -> None:
+    databricks.fake.status = status
+    with pytest.raises(BackendError) as caught:
+        DatabricksLLM(LLMConfig()).complete(QUESTION)
+    assert (caught.value.stage, caught.value.backend, caught.value.retryable) == ("LLM", "databricks", retryable)
+    assert str(status) in str(caught.value)
+
+
+def test_databricks_query_500_is_a_retryable_backend_error(databricks: FakeServingServer) -> None:
+    databricks.fake.missing_routes = ("/serving-endpoints/chat/completions",)
+    llm = DatabricksLLM(LLMConfig())
+    llm.complete(QUESTION)
+    databricks.fake.status = 500
+    with pytest.raises(BackendError) as caught:
+        llm.complete(QUESTION)
+    assert caught.value.retryable
+    assert "fake failure 500" in str(caught.value)
+
+
+def test_databricks_timeout_is_retryable(databricks: FakeServingServer) -> None:
+    databricks.fake.delay_s = 5
+    started = time.perf_counter()
+    with pytest.raises(BackendError) as caught:
+        DatabricksLLM(LLMConfig(timeout_s=0.5)).complete(QUESTION)
+    assert caught.value.retryable
+    assert time.perf_counter() - started < 3
+
+
+def test_databricks_auth_failure_never_shows_the_token(databricks: FakeServingServer) -> None:
+    databricks.fake.status = 401
+    with pytest.raises(BackendError) as caught:
+        DatabricksLLM(LLMConfig()).complete(QUESTION)
+    assert not caught.value.retryable
+    assert TOKEN not in caught.value.user_message()
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# OpenAI-compatible against the fake server
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture
+def openai_server() -> Iterator[FakeServingServer]:
+    with FakeServingServer() as server:
+        yield server
+
+
+def openai_config(server: FakeServingServer, **changes: object) -> LLMConfig:
+    config = LLMConfig(openai_base_url=f"{server.url}/v1/", openai_api_key=OPENAI_KEY, openai_model="fake-gpt")
+    return replace(config, **changes)
+
+
+def test_openai_streams_with_usage(openai_server: FakeServingServer) -> None:
+    llm = OpenAICompatibleLLM(openai_config(openai_server, max_tokens=50))
+    deltas, reply = split(list(llm.stream(QUESTION)))
+    assert len(deltas) > 1 and reply.text == openai_server.fake.answer
+    [request] = openai_server.fake.posts("/v1/chat/completions")
+    assert request.headers["authorization"] == f"Bearer {OPENAI_KEY}"
+    body = request.body
+    assert body is not None
+    assert (body["model"], body["stream"], body["stream_options"], body["max_tokens"]) == (
+        "fake-gpt", True, {"include_usage": True}, 50)
+    assert (reply.prompt_tokens, reply.completion_tokens) == (FakeServing.prompt_tokens(body), len(deltas))
+    assert (reply.backend, reply.model) == ("openai", "fake-gpt")
+    assert llm.description == "OpenAI-compatible fake-gpt at 127.0.0.1"
+
+
+@pytest.mark.parametrize(("status", "retryable"), [(500, True), (401, False)])
+def test_openai_http_errors(openai_server: FakeServingServer, status: int, retryable: bool) -> None:
+    openai_server.fake.status = status
+    with pytest.raises(BackendError) as caught:
+        OpenAICompatibleLLM(openai_config(openai_server)).complete(QUESTION)
+    assert caught.value.retryable is retryable
+    assert OPENAI_KEY not in caught.value.user_message()
+
+
+def test_openai_timeout_is_retryable(openai_server: FakeServingServer) -> None:
+    openai_server.fake.delay_s = 5
+    with pytest.raises(BackendError) as caught:
+        OpenAICompatibleLLM(openai_config(openai_server, timeout_s=0.5)).complete(QUESTION)
+    assert caught.value.retryable
+
+
+def test_openai_needs_a_model(openai_server: FakeServingServer) -> None:
+    with pytest.raises(ConfigError, match="OPENAI_MODEL"):
+        OpenAICompatibleLLM(openai_config(openai_server, openai_model=""))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Factory
+# ---------------------------------------------------------------------------------------------------------------
+
+
+def test_auto_without_credentials_is_local_and_says_why() -> None:
+    llm = create_llm(AppConfig())
+    assert isinstance(llm, LocalGGUFLLM)
+    assert llm.note == "Databricks: DATABRICKS_HOST/TOKEN not set; OpenAI-compatible: OPENAI_BASE_URL not set"
+    assert llm.status().line().startswith("LLM: local SmolLM2-135M (Databricks:")
+
+
+def test_auto_prefers_databricks_with_credentials(databricks: FakeServingServer) -> None:
+    llm = create_llm(AppConfig())
+    assert isinstance(llm, DatabricksLLM) and llm.note == ""
+    assert TOKEN not in llm.status().line()
+
+
+def test_auto_uses_openai_when_its_url_is_set(openai_server: FakeServingServer) -> None:
+    llm = create_llm(AppConfig(llm=openai_config(openai_server)))
+    assert isinstance(llm, OpenAICompatibleLLM)
+    assert llm.note == "Databricks: DATABRICKS_HOST/TOKEN not set"
+
+
+def test_auto_passes_over_a_misconfigured_backend(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("DATABRICKS_HOST", "http://127.0.0.1:9")
+    llm = create_llm(AppConfig(llm=LLMConfig(openai_base_url="http://127.0.0.1:9/v1")))
+    assert isinstance(llm, LocalGGUFLLM)
+    assert llm.note == ("Databricks: DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/SECRET not set; "
+                        "OpenAI-compatible: OPENAI_MODEL must be set for the openai LLM backend")
+
+
+def test_named_backends() -> None:
+    with pytest.raises(ConfigError, match="choose one of: databricks, local, openai"):
+        create_llm(AppConfig(llm=LLMConfig(backend="gpt5")))
+    with pytest.raises(BackendError):
+        create_llm(AppConfig(llm=LLMConfig(backend="databricks")))
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# spoken_text
+# ---------------------------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("markdown", "spoken"),
+    [
+        ("Plain sentence, unchanged.", "Plain sentence, unchanged."),
+        ("**Paris** is the _capital_ of ~~Italy~~ France.", "Paris is the capital of Italy France."),
+        ("See [the docs](https://example.com/a) or https://example.com/b now.", "See the docs or now."),
+        ("Run this:\n```python\nprint(1)\n```\nDone.", "Run this: Done."),
+        ("Try `pip install` first.", "Try pip install first."),
+        ("Steps:\n- Mix the flour\n- Bake it\n1. Eat!", "Steps: Mix the flour. Bake it. Eat!"),
+        ("## Summary\nIt works.", "Summary. It works."),
+        ("| city | country |\n|---|---|\n| Paris | France |", "city, country. Paris, France."),
+        ("Start **bold but the clause ended", "Start bold but the clause ended"),
+        ("Code: ```py\nx = 1", "Code:"),
+        ("> Quoted *words* 😀👍", "Quoted words"),
+        ("keep my_variable and snake_case", "keep my_variable and snake_case"),
+        ("![a diagram](img.png) shows it.", "a diagram shows it."),
+    ],
+)
+def test_spoken_text(markdown: str, spoken: str) -> None:
+    assert spoken_text(markdown) == spoken
