@@ -55,11 +55,32 @@ class TTSConfig:
 
 
 @dataclass(frozen=True)
+class LipsyncConfig:
+    """Where lip-sync timings come from."""
+
+    backend: str = "auto"  # auto | tts | rhubarb | transcript | audio
+    rhubarb_path: str = ""  # a rhubarb binary; "auto" also looks on PATH
+
+
+@dataclass(frozen=True)
 class EmotionConfig:
     """Which classifier reads emotion from text."""
 
     backend: str = "auto"  # auto | embedding | transformers
     model: str = "j-hartmann/emotion-english-distilroberta-base"
+
+
+@dataclass(frozen=True)
+class RetrievalConfig:
+    """Which knowledge base grounds the answers, where it is searched, and when a cached answer is reused."""
+
+    backend: str = "local"  # local | databricks
+    kb_dir: Path = PROJECT_ROOT / "knowledge_base"
+    top_k: int = 3
+    max_file_mb: float = 20.0  # larger knowledge-base files are skipped with a warning
+    databricks_index: str = ""  # a Databricks Vector Search index, e.g. "main.default.avatar_kb_index"
+    databricks_columns: tuple[str, ...] = ("text", "source", "title")  # the index's text, source, title columns
+    cache_similarity: float = 0.92  # cosine at or above which a cached question counts as the same question
 
 
 @dataclass(frozen=True)
@@ -70,6 +91,8 @@ class AppConfig:
     asr: ASRConfig = field(default_factory=ASRConfig)
     tts: TTSConfig = field(default_factory=TTSConfig)
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
+    lipsync: LipsyncConfig = field(default_factory=LipsyncConfig)
+    retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     max_text_chars: int = 500
     cache_dir: Path = PROJECT_ROOT / ".cache"
     host: str = "127.0.0.1"
@@ -128,12 +151,29 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         backend=_get(env, "AVATAR_EMOTION", EmotionConfig.backend),
         model=_get(env, "AVATAR_EMOTION_MODEL", EmotionConfig.model),
     )
+    lipsync = LipsyncConfig(
+        backend=_get(env, "AVATAR_LIPSYNC", LipsyncConfig.backend),
+        rhubarb_path=_get(env, "AVATAR_RHUBARB_PATH", ""),
+    )
+    retrieval = RetrievalConfig(
+        backend=_get(env, "AVATAR_RETRIEVAL", RetrievalConfig.backend),
+        kb_dir=Path(_get(env, "AVATAR_KB_DIR", str(RetrievalConfig.kb_dir))),
+        top_k=_get_int(env, "AVATAR_KB_TOP_K", RetrievalConfig.top_k),
+        max_file_mb=_get_float(env, "AVATAR_KB_MAX_FILE_MB", RetrievalConfig.max_file_mb),
+        databricks_index=_get(env, "AVATAR_VS_INDEX", ""),
+        databricks_columns=tuple(
+            c.strip() for c in _get(env, "AVATAR_VS_COLUMNS", ",".join(RetrievalConfig.databricks_columns)).split(",")
+        ),
+        cache_similarity=_get_float(env, "AVATAR_CACHE_SIMILARITY", RetrievalConfig.cache_similarity),
+    )
     port = _get_int(env, "DATABRICKS_APP_PORT", _get_int(env, "GRADIO_SERVER_PORT", AppConfig.port))
     return AppConfig(
         llm=llm,
         asr=asr,
         tts=tts,
         emotion=emotion,
+        lipsync=lipsync,
+        retrieval=retrieval,
         max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
         cache_dir=Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir))),
         host=_get(env, "GRADIO_SERVER_NAME", "0.0.0.0" if "DATABRICKS_APP_PORT" in env else AppConfig.host),

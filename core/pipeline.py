@@ -11,26 +11,25 @@ import queue
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
 from core.audio import load_audio
 from core.asr import ASRBackend, create_asr
-from core.backend import BackendStatus
+from core.backend import BackendStatus, StageBackend
 from core.clauses import split_clauses
 from core.config import AppConfig
 from core.emotion import EmotionBackend, create_emotion
 from core.errors import InputError, PipelineError
-from core.lipsync import track_from_speech
+from core.lipsync import LipsyncBackend, create_lipsync, join_tracks
 from core.llm import LLMBackend, create_llm, spoken_text
 from core.tts import TTSBackend, create_tts, write_wav
 from core.types import (
     ChatMessage,
     Emotion,
-    MouthCue,
     Reply,
     ReplyDelta,
     Speech,
@@ -39,7 +38,6 @@ from core.types import (
     TurnComplete,
     TurnEvent,
     UserTurn,
-    VisemeKey,
     VisemeTrack,
 )
 
@@ -49,55 +47,40 @@ _END = object()
 """Marks the end of the producer's queue."""
 
 
-def join_tracks(tracks: Sequence[VisemeTrack], offsets_s: Sequence[float], duration_s: float) -> VisemeTrack:
-    """Shift each clip's track by its offset and join them into one track covering ``duration_s``."""
-    cues: list[MouthCue] = []
-    keys: list[VisemeKey] = []
-    for track, offset in zip(tracks, offsets_s, strict=True):
-        cues += [MouthCue(c.start_s + offset, c.end_s + offset, c.shape) for c in track.mouth_cues]
-        keys += [VisemeKey(k.time_s + offset, k.weights) for k in track.keyframes]
-    source = "+".join(sorted({t.source for t in tracks})) if tracks else ""
-    return VisemeTrack(duration_s, tuple(cues), tuple(keys), source)
-
-
-@dataclass
 class Stages:
-    """The backends a pipeline uses, created from configuration on first use."""
+    """The backends a pipeline uses, each created from configuration on first use (or given, e.g. by tests)."""
 
-    config: AppConfig
-    _asr: ASRBackend | None = None
-    _llm: LLMBackend | None = None
-    _tts: TTSBackend | None = None
-    _emotion: EmotionBackend | None = None
-    _lock: threading.Lock = field(default_factory=threading.Lock)
+    def __init__(self, config: AppConfig, **backends: StageBackend) -> None:
+        self.config = config
+        self._backends: dict[str, StageBackend] = dict(backends)
+        self._lock = threading.Lock()
+
+    def _get(self, stage: str, create: Callable[[], StageBackend]) -> Any:
+        with self._lock:
+            if stage not in self._backends:
+                self._backends[stage] = create()
+            return self._backends[stage]
 
     @property
     def asr(self) -> ASRBackend:
-        with self._lock:
-            if self._asr is None:
-                self._asr = create_asr(self.config)
-            return self._asr
+        return self._get("asr", lambda: create_asr(self.config))
 
     @property
     def llm(self) -> LLMBackend:
-        with self._lock:
-            if self._llm is None:
-                self._llm = create_llm(self.config)
-            return self._llm
+        return self._get("llm", lambda: create_llm(self.config))
 
     @property
     def tts(self) -> TTSBackend:
-        with self._lock:
-            if self._tts is None:
-                self._tts = create_tts(self.config)
-            return self._tts
+        return self._get("tts", lambda: create_tts(self.config))
 
     @property
     def emotion(self) -> EmotionBackend:
-        with self._lock:
-            if self._emotion is None:
-                self._emotion = create_emotion(self.config)
-            return self._emotion
+        return self._get("emotion", lambda: create_emotion(self.config))
+
+    @property
+    def lipsync(self) -> LipsyncBackend:
+        cfg = self.config.lipsync
+        return self._get("lipsync", lambda: create_lipsync(cfg.backend, rhubarb_path=cfg.rhubarb_path))
 
 
 class Pipeline:
@@ -116,13 +99,19 @@ class Pipeline:
     # -- status -----------------------------------------------------------------------------------------------
 
     def warm_up(self) -> list[BackendStatus]:
-        """Load every backend now (instead of on the first turn) and return their status lines."""
-        return self.statuses()
+        """Load every backend and run each model once now, so the first turn is as fast as the next."""
+        statuses = self.statuses()
+        try:
+            self.stages.emotion.classify("Hello there, nice to meet you.")
+            self.stages.lipsync.track(self.stages.tts.synthesize("Hello."))
+        except PipelineError as exc:
+            log.warning("warm-up failed: %s", exc.user_message())
+        return statuses
 
     def statuses(self) -> list[BackendStatus]:
         """The backend each stage uses and why a preferred one is not; a stage that cannot load says why."""
         result = []
-        for stage in ("llm", "asr", "tts", "emotion"):
+        for stage in ("llm", "asr", "tts", "emotion", "lipsync"):
             try:
                 result.append(getattr(self.stages, stage).status())
             except PipelineError as exc:
@@ -235,7 +224,7 @@ class Pipeline:
                     t1 = time.perf_counter()
                     if len(speech.audio) == 0:
                         continue
-                    track = track_from_speech(speech)
+                    track = self.stages.lipsync.track(speech)
                     t2 = time.perf_counter()
                     tts_s += t1 - t0
                     lipsync_s += t2 - t1
@@ -277,7 +266,7 @@ class Pipeline:
         whole = Speech(text=reply.text, audio=audio, sample_rate=rate, backend=self.stages.tts.name)
         path = self.audio_dir / f"{turn_id}-turn.wav"
         write_wav(whole, path)
-        track = join_tracks([c.track for c in clips], [c.offset_s for c in clips], whole.duration_s)
+        track = join_tracks([c.track.shifted(c.offset_s) for c in clips])
         metrics = (
             StageMetrics("llm", reply.backend, timings.get("llm_total_s", 0.0), timings.get("llm_first_token_s"),
                          {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}),

@@ -127,6 +127,15 @@ class VisemeTrack:
     keyframes: tuple[VisemeKey, ...]
     source: str = ""
 
+    def shifted(self, offset_s: float) -> VisemeTrack:
+        """The same track with every time moved later by ``offset_s``."""
+        return VisemeTrack(
+            self.duration_s,
+            tuple(MouthCue(c.start_s + offset_s, c.end_s + offset_s, c.shape) for c in self.mouth_cues),
+            tuple(VisemeKey(k.time_s + offset_s, k.weights) for k in self.keyframes),
+            self.source,
+        )
+
     def to_rhubarb(self, sound_file: str = "") -> dict:
         """Return the track in Rhubarb Lip Sync's JSON layout."""
         return {
