@@ -7,7 +7,7 @@ Backends (chosen with ``AVATAR_TTS``, optionally ``name/voice``, e.g. ``edge/en-
 - ``kokoro``: Kokoro-82M (needs ``kokoro``, torch and the hub weights); word timings only.
 
 Phoneme timings (``PhonemeTiming``, IPA) tile the audio from 0 to its end. Besides IPA phonemes they contain two
-markers: ``PAUSE`` for sentence edges and punctuation, ``WORD_GAP`` for the short joint between two words.
+markers: ``PAUSE`` ("_") for sentence edges and punctuation, ``WORD_GAP`` (" ") for the short joint between two words.
 Stress marks are folded into the phoneme they stress; length marks and other modifiers are appended to the
 sound they modify ("ɑː", "iʲ").
 """
@@ -41,8 +41,8 @@ if TYPE_CHECKING:
 
 log = logging.getLogger(__name__)
 
-PAUSE = "sil"
-"""Phoneme marker for silence: sentence start/end and punctuation."""
+PAUSE = "_"
+"""Phoneme marker for silence: sentence start/end and punctuation (Piper's pad symbol; viseme tables read it as rest)."""
 WORD_GAP = " "
 """Phoneme marker for the joint between two words (Piper gives it a few milliseconds)."""
 
@@ -106,7 +106,11 @@ class TTSBackend(StageBackend, ABC):
         elapsed = time.perf_counter() - started
         log.info(
             "%s: %.2f s of audio for %d characters in %.2f s (%.1fx real time)",
-            self.description, speech.duration_s, len(text), elapsed, speech.duration_s / max(elapsed, 1e-9),
+            self.description,
+            speech.duration_s,
+            len(text),
+            elapsed,
+            speech.duration_s / max(elapsed, 1e-9),
         )
         return speech
 
@@ -120,7 +124,9 @@ def _require(module: str, stage: str, backend: str, install_hint: str) -> Module
     try:
         return importlib.import_module(module)
     except ImportError as exc:
-        raise ModelNotFoundError(stage, backend, f"the {module!r} package is not installed ({install_hint}): {exc}") from exc
+        raise ModelNotFoundError(
+            stage, backend, f"the {module!r} package is not installed ({install_hint}): {exc}"
+        ) from exc
 
 
 # ---------------------------------------------------------------------------------------------------------------
@@ -128,7 +134,7 @@ def _require(module: str, stage: str, backend: str, install_hint: str) -> Module
 
 
 def _voice_label(model_path: Path) -> str:
-    """"en_US-joe-medium.onnx" -> "joe-medium" (Piper voices are named <lang>-<name>-<quality>)."""
+    """ "en_US-joe-medium.onnx" -> "joe-medium" (Piper voices are named <lang>-<name>-<quality>)."""
     parts = model_path.name.removesuffix(".onnx").split("-")
     return "-".join(parts[1:]) if len(parts) > 1 else parts[0]
 
@@ -216,7 +222,9 @@ class PiperTTS(TTSBackend):
         config_path = model.path.with_name(model.path.name + ".json")
         if not config_path.is_file():
             raise ModelNotFoundError(
-                self.stage, self.name, f"Piper voice config {config_path} not found: it must sit next to the .onnx file."
+                self.stage,
+                self.name,
+                f"Piper voice config {config_path} not found: it must sit next to the .onnx file.",
             )
         piper = _require("piper", self.stage, self.name, "pip install piper-tts==1.8.0 onnx==1.23.2")
         started = time.perf_counter()
@@ -341,9 +349,14 @@ class EdgeTTS(TTSBackend):
             mp3, words = asyncio.run(self._stream(text))
         except OSError as exc:  # aiohttp's connection errors are OSErrors
             raise BackendError(
-                self.stage, self.name, f"cannot reach Microsoft's speech service (internet needed): {exc}", retryable=True
+                self.stage,
+                self.name,
+                f"cannot reach Microsoft's speech service (internet needed): {exc}",
+                retryable=True,
             ) from exc
-        return Speech(text, _decode_audio(mp3, self.sample_rate), self.sample_rate, words=tuple(words), backend=self.name)
+        return Speech(
+            text, _decode_audio(mp3, self.sample_rate), self.sample_rate, words=tuple(words), backend=self.name
+        )
 
 
 class KokoroTTS(TTSBackend):
