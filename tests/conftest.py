@@ -1,0 +1,36 @@
+"""Shared fixtures: one configuration and one pipeline (real embedded models) for the whole test session."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+
+from core.config import AppConfig, load_config  # noqa: E402 - HF_HUB_OFFLINE must be set first
+from core.pipeline import Pipeline  # noqa: E402
+
+ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+@pytest.fixture(scope="session")
+def app_config(tmp_path_factory: pytest.TempPathFactory) -> AppConfig:
+    """The default configuration, offline, with a throwaway cache for audio files."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("DATABRICKS_", "OPENAI_", "AVATAR_"))}
+    env["AVATAR_CACHE_DIR"] = str(tmp_path_factory.mktemp("avatar-cache"))
+    return load_config(env)
+
+
+@pytest.fixture(scope="session")
+def pipeline(app_config: AppConfig) -> Pipeline:
+    """A pipeline on the embedded default models, loaded once."""
+    return Pipeline(app_config)
+
+
+@pytest.fixture(scope="session")
+def artifacts() -> Path:
+    """Folder for screenshots and other files a person may want to look at after the tests."""
+    ARTIFACTS.mkdir(exist_ok=True)
+    return ARTIFACTS
