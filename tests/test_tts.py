@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import itertools
 import socket
 
@@ -12,7 +13,17 @@ import soundfile as sf
 from core.config import AppConfig, TTSConfig
 from core.errors import BackendError, ConfigError, ModelNotFoundError
 from core.models import find_in_package
-from core.tts import PAUSE, WORD_GAP, EdgeTTS, KokoroTTS, PiperTTS, _normalise_phonemes, create_tts, write_wav
+from core.tts import (
+    PAUSE,
+    WORD_GAP,
+    EdgeTTS,
+    KokoroTTS,
+    PiperTTS,
+    _decode_audio,
+    _normalise_phonemes,
+    create_tts,
+    write_wav,
+)
 from core.types import Speech
 
 SENTENCE = "Hello there, how are you today?"
@@ -143,6 +154,7 @@ def test_write_wav_is_16_bit_pcm(piper: PiperTTS, tmp_path) -> None:
     assert (info.samplerate, info.channels, info.subtype, info.frames) == (22_050, 1, "PCM_16", len(speech.audio))
     audio, _ = sf.read(path, dtype="float32")
     assert np.abs(audio - speech.audio).max() < 1e-4
+    assert sf.info(write_wav(piper.synthesize("..."), tmp_path / "empty.wav")).frames == 0
 
 
 def test_factory_builds_piper_by_default(app_config: AppConfig) -> None:
@@ -194,6 +206,28 @@ def test_edge_offline_is_a_clear_retryable_error() -> None:
         tts.synthesize("Hello")
     assert info.value.retryable and info.value.user_message().startswith("TTS (edge) failed")
     assert isinstance(EdgeTTS(TTSConfig()).synthesize("..."), Speech)  # nothing to say: no network call
+
+
+def test_edge_mp3_decoding_keeps_length_and_level(piper: PiperTTS) -> None:
+    av = pytest.importorskip("av")
+    if "libmp3lame" not in av.codecs_available:
+        pytest.skip("PyAV has no MP3 encoder here")
+    speech = piper.synthesize("Decoding a compressed clip.")
+    mp3 = io.BytesIO()
+    with av.open(mp3, "w", format="mp3") as container:
+        stream = container.add_stream("libmp3lame", rate=24_000, layout="mono")
+        frame = av.AudioFrame.from_ndarray(
+            (speech.audio * 32767).astype(np.int16)[None, :], format="s16", layout="mono"
+        )
+        frame.sample_rate = speech.sample_rate
+        resampler = av.AudioResampler(format="s16p", layout="mono", rate=24_000)
+        for resampled in [*resampler.resample(frame), *resampler.resample(None), None]:
+            for packet in stream.encode(resampled):
+                container.mux(packet)
+    audio = _decode_audio(mp3.getvalue(), 24_000)
+    assert audio.dtype == np.float32 and audio.ndim == 1
+    assert abs(len(audio) / 24_000 - speech.duration_s) < 0.05
+    assert abs(rms(audio) - rms(speech.audio)) < 0.2 * rms(speech.audio)
 
 
 def test_piper_rejects_a_voice_descriptor() -> None:
