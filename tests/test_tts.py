@@ -13,17 +13,9 @@ import soundfile as sf
 from core.config import AppConfig, TTSConfig
 from core.errors import BackendError, ConfigError, ModelNotFoundError
 from core.models import find_in_package
-from core.tts import (
-    PAUSE,
-    WORD_GAP,
-    EdgeTTS,
-    KokoroTTS,
-    PiperTTS,
-    _decode_audio,
-    _normalise_phonemes,
-    create_tts,
-    write_wav,
-)
+from core.tts import PAUSE, WORD_GAP, EdgeTTS, KokoroTTS, PiperTTS, create_tts, write_wav
+from core.tts.edge import decode_audio
+from core.tts.piper import normalise_phonemes
 from core.types import Speech
 
 SENTENCE = "Hello there, how are you today?"
@@ -137,7 +129,7 @@ def test_normalise_phonemes_folds_marks_and_merges_pauses() -> None:
         (" ", 70, 80),
         ("$", 80, 90),
     ]
-    assert _normalise_phonemes(tokens) == [
+    assert normalise_phonemes(tokens) == [
         (PAUSE, 0, 10),
         ("h", 10, 20),
         ("ɑː", 20, 50),
@@ -224,7 +216,7 @@ def test_edge_mp3_decoding_keeps_length_and_level(piper: PiperTTS) -> None:
         for resampled in [*resampler.resample(frame), *resampler.resample(None), None]:
             for packet in stream.encode(resampled):
                 container.mux(packet)
-    audio = _decode_audio(mp3.getvalue(), 24_000)
+    audio = decode_audio(mp3.getvalue(), 24_000)
     assert audio.dtype == np.float32 and audio.ndim == 1
     assert abs(len(audio) / 24_000 - speech.duration_s) < 0.05
     assert abs(rms(audio) - rms(speech.audio)) < 0.2 * rms(speech.audio)
