@@ -133,11 +133,16 @@ class ClassifierSettings:
 # ---------------------------------------------------------------------------------------------------- stage base
 
 
+def _empty_text_emotion() -> Emotion:
+    """The judgement for empty text: neutral with score 1, attributed to no model (``EMPTY_TEXT_BACKEND``)."""
+    return Emotion("neutral", {label: float(label == "neutral") for label in EMOTION_LABELS}, EMPTY_TEXT_BACKEND)
+
+
 class EmotionBackend(StageBackend, ABC):
     """Base of every emotion backend.
 
-    Responsibilities: ``classify()`` handles empty text, timing, logging and error wrapping; a backend implements
-    only ``_classify()``, returning a probability for each of ``EMOTION_LABELS``.
+    Responsibilities: ``classify()``/``classify_many()`` handle empty text, timing, logging and error wrapping; a
+    backend implements only ``_classify()``, returning a probability for each of ``EMOTION_LABELS`` per text.
     """
 
     stage = "Emotion"
@@ -151,22 +156,29 @@ class EmotionBackend(StageBackend, ABC):
         Raises:
             BackendError: when the backend's library fails.
         """
-        clean = " ".join(text.split())
-        if not clean:
-            scores = {label: float(label == "neutral") for label in EMOTION_LABELS}
-            return Emotion("neutral", scores, EMPTY_TEXT_BACKEND)
-        started = time.perf_counter()
-        with backend_errors(ERROR_STAGE, self.name):
-            probabilities = self._classify(clean)
+        return self.classify_many([text])[0]
+
+    def classify_many(self, texts: Sequence[str]) -> list[Emotion]:
+        """Like ``classify`` for several texts (e.g. the sentences of a reply), in one model call."""
+        cleaned = [" ".join(text.split()) for text in texts]
+        to_score = [i for i, text in enumerate(cleaned) if text]
+        scored: dict[int, np.ndarray] = {}
+        if to_score:
+            started = time.perf_counter()
+            with backend_errors(ERROR_STAGE, self.name):
+                scored = dict(zip(to_score, self._classify([cleaned[i] for i in to_score])))
+            log.debug("Scored %d text(s) with %s in %.1f ms", len(to_score), self.name,
+                      1000 * (time.perf_counter() - started))
+        return [self._emotion(scored[i]) if i in scored else _empty_text_emotion() for i in range(len(cleaned))]
+
+    def _emotion(self, probabilities: np.ndarray) -> Emotion:
+        """The Emotion for one row of ``_classify`` output: the top label and every label's score."""
         scores = {label: float(p) for label, p in zip(EMOTION_LABELS, probabilities)}
-        label = max(scores, key=scores.__getitem__)
-        log.debug("Emotion %s (%.2f) by %s in %.1f ms for %r", label, scores[label], self.name,
-                  1000 * (time.perf_counter() - started), clean[:60])
-        return Emotion(label, scores, self.name)
+        return Emotion(max(scores, key=scores.__getitem__), scores, self.name)
 
     @abstractmethod
-    def _classify(self, text: str) -> np.ndarray:
-        """Return the probability of each label in ``EMOTION_LABELS`` order for non-empty, whitespace-normalised text."""
+    def _classify(self, texts: Sequence[str]) -> np.ndarray:
+        """Return ``(len(texts), 7)`` label probabilities in ``EMOTION_LABELS`` order for non-empty, whitespace-normalised texts."""
 
 
 # ---------------------------------------------------------------------------------------------------- embedding
@@ -295,13 +307,13 @@ class EmbeddingEmotion(EmotionBackend):
         log.info("Trained emotion classifier on %d examples in %.2f s", len(examples), time.perf_counter() - started)
         return classifier
 
-    def _classify(self, text: str) -> np.ndarray:
+    def _classify(self, texts: Sequence[str]) -> np.ndarray:
         from core.embeddings import get_embedder
 
         classifier = self.classifier()
-        log_p = classifier.log_probabilities(get_embedder().embed([text]))[0] + self._prior_shift
-        probabilities = np.exp(log_p - log_p.max())
-        return probabilities / probabilities.sum()
+        log_p = classifier.log_probabilities(get_embedder().embed(texts)) + self._prior_shift
+        probabilities = np.exp(log_p - log_p.max(axis=1, keepdims=True))
+        return probabilities / probabilities.sum(axis=1, keepdims=True)
 
 
 # ---------------------------------------------------------------------------------------------------- transformers
@@ -359,10 +371,12 @@ class TransformersEmotion(EmotionBackend):
     def description(self) -> str:
         return f"transformers {self.model_name}"
 
-    def _classify(self, text: str) -> np.ndarray:
-        (results,) = self._pipeline([text], truncation=True)
-        by_label = {str(result["label"]).lower(): float(result["score"]) for result in results}
-        return np.array([by_label[label] for label in EMOTION_LABELS])
+    def _classify(self, texts: Sequence[str]) -> np.ndarray:
+        rows = []
+        for results in self._pipeline(list(texts), truncation=True):
+            by_label = {str(result["label"]).lower(): float(result["score"]) for result in results}
+            rows.append([by_label[label] for label in EMOTION_LABELS])
+        return np.array(rows)
 
 
 # ---------------------------------------------------------------------------------------------------- factory
@@ -408,7 +422,6 @@ class EmotionEvaluation:
     accuracy: float
     recall: Mapping[str, float]
     confusion: np.ndarray
-    seconds_per_text: float
 
     def table(self) -> str:
         """The confusion matrix as aligned text, rows = true label, columns = predicted label, plus recall."""
@@ -421,18 +434,11 @@ class EmotionEvaluation:
 
 
 def evaluate(backend: EmotionBackend, examples: Sequence[LabelledText]) -> EmotionEvaluation:
-    """Classify each example one at a time (as the app does) and tally accuracy, recall and timing."""
+    """Classify the examples and tally accuracy, per-class recall and the confusion matrix."""
     confusion = np.zeros((len(EMOTION_LABELS), len(EMOTION_LABELS)), dtype=int)
-    started = time.perf_counter()
-    for example in examples:
-        predicted = backend.classify(example.text).label
-        confusion[EMOTION_LABELS.index(example.label), EMOTION_LABELS.index(predicted)] += 1
-    elapsed = time.perf_counter() - started
+    predictions = backend.classify_many([example.text for example in examples])
+    for example, predicted in zip(examples, predictions):
+        confusion[EMOTION_LABELS.index(example.label), EMOTION_LABELS.index(predicted.label)] += 1
     totals = confusion.sum(axis=1)
     recall = {label: float(confusion[i, i] / totals[i]) if totals[i] else 0.0 for i, label in enumerate(EMOTION_LABELS)}
-    return EmotionEvaluation(
-        accuracy=float(np.trace(confusion) / max(1, confusion.sum())),
-        recall=recall,
-        confusion=confusion,
-        seconds_per_text=elapsed / max(1, len(examples)),
-    )
+    return EmotionEvaluation(float(np.trace(confusion) / max(1, confusion.sum())), recall, confusion)
