@@ -85,9 +85,20 @@ IRIS = (0.24, 0.46, 0.55)
 SCLERA = (0.96, 0.95, 0.93)
 PUPIL = (0.02, 0.02, 0.02)
 TEETH = (0.95, 0.93, 0.87)
-TONGUE = (0.78, 0.38, 0.40)
-MOUTH = (0.30, 0.08, 0.08)
+TONGUE = (0.62, 0.27, 0.29)
+MOUTH = (0.16, 0.03, 0.04)
+MOUTH_FADE = (0.04, 0.14)
+"""Depth behind the lips (dm) over which the inner lip's colour fades into the dark mouth pocket."""
 LASH = (0.08, 0.05, 0.04)
+
+# Mouth helpers (name, obj group, material, colour, scale about the front-centre, shift in dm, morph that undoes
+# the move): the teeth are narrowed so their sides stay inside the lip corners, the upper row drops to show below
+# the upper lip when the jaw opens, and the tongue sits smaller, lower and further back (until it is stuck out).
+MOUTH_PARTS: tuple[tuple[str, str, str, tuple[float, ...], tuple[float, ...], tuple[float, ...], str | None], ...] = (
+    ("teeth_upper", "helper-upper-teeth", "teeth", TEETH, (0.86, 1.0, 1.0), (0.0, -0.035, 0.0), None),
+    ("teeth_lower", "helper-lower-teeth", "teeth", TEETH, (0.86, 1.0, 1.0), (0.0, -0.01, -0.01), None),
+    ("tongue", "helper-tongue", "tongue", TONGUE, (0.8, 0.7, 0.9), (0.0, -0.04, -0.06), "tongueOut"),
+)
 
 # Hair cap (hm08 head-box coordinates): hairline height = a + b cos(theta) + c cos(2 theta), theta 0 = front.
 HAIRLINE = (0.0075, 0.575, -0.0325)
@@ -283,9 +294,55 @@ def head_frame(shaped: np.ndarray, body_tris: np.ndarray) -> tuple[np.ndarray, n
     return (lo + hi) / 2, (hi - lo) / 2
 
 
-def skin_colors(pos: np.ndarray, morphs: Mapping[str, np.ndarray], lip_mask: np.ndarray,
+def mouth_cavity(skin: Part, seed: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Find hm08's mouth pocket: per skin vertex, its depth (dm) behind the face in front of it, and a lip mask.
+
+    The lips roll inwards into a closed pocket. A vertex is hidden when a front-facing skin triangle covers it
+    along +Z; the pocket is the hidden region connected (through hidden vertices) to the one nearest ``seed``,
+    which keeps hidden skin that is not in the mouth (nostrils, the back of the neck) out. Depth is 0 outside the
+    pocket; the mask is the pocket plus one ring of neighbours, so the mouth corners stay lip-coloured when they
+    stretch open.
+    """
+    p, tris = skin.positions, skin.triangles
+    a, b, c = (p[tris[:, i]] for i in range(3))
+    front = np.cross(b - a, c - a)[:, 2] > 0
+    a, b, c = a[front], b[front], c[front]
+    det = (b[:, 1] - c[:, 1]) * (a[:, 0] - c[:, 0]) + (c[:, 0] - b[:, 0]) * (a[:, 1] - c[:, 1])
+    near = np.flatnonzero(np.linalg.norm((p - seed)[:, :2], axis=1) < 0.6)
+    depth = np.zeros(len(p))
+    for v in near:
+        x, y, z = p[v]
+        w0 = ((b[:, 1] - c[:, 1]) * (x - c[:, 0]) + (c[:, 0] - b[:, 0]) * (y - c[:, 1])) / det
+        w1 = ((c[:, 1] - a[:, 1]) * (x - c[:, 0]) + (a[:, 0] - c[:, 0]) * (y - c[:, 1])) / det
+        inside = (w0 >= -1e-9) & (w1 >= -1e-9) & (w0 + w1 <= 1 + 1e-9)
+        zz = (w0 * a[:, 2] + w1 * b[:, 2] + (1 - w0 - w1) * c[:, 2])[inside]
+        depth[v] = zz.max() - z if len(zz) else 0.0
+    hidden = depth > 0.01
+    edges = np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]], tris[:, [2, 0]]])
+    edges = edges[hidden[edges].all(1)]
+    region = np.zeros(len(p), dtype=bool)
+    hidden_ids = np.flatnonzero(hidden)
+    region[hidden_ids[np.argmin(np.linalg.norm(p[hidden_ids] - seed, axis=1))]] = True
+    while True:
+        grown = grow(region, edges)
+        if (grown == region).all():
+            break
+        region = grown
+    return np.where(region, depth, 0.0), grow(region, np.concatenate([tris[:, [0, 1]], tris[:, [1, 2]],
+                                                                      tris[:, [2, 0]]])).astype(float)
+
+
+def grow(mask: np.ndarray, edges: np.ndarray) -> np.ndarray:
+    """Add to a vertex mask every vertex that shares one of ``edges`` with it."""
+    grown = mask.copy()
+    grown[edges[mask[edges[:, 0]], 1]] = True
+    grown[edges[mask[edges[:, 1]], 0]] = True
+    return grown
+
+
+def skin_colors(pos: np.ndarray, cavity: np.ndarray, lip_mask: np.ndarray,
                 eyes: Mapping[str, np.ndarray]) -> np.ndarray:
-    """Paint the skin: lips, blushed cheeks and a crew-neck top, as linear vertex colours."""
+    """Paint the skin: lips, a dark mouth pocket, blushed cheeks and a crew-neck top, as linear vertex colours."""
     col = np.tile(srgb_to_linear(SKIN), (len(pos), 1))
 
     def mix(mask: np.ndarray, rgb: Iterable[float]) -> None:
@@ -298,6 +355,7 @@ def skin_colors(pos: np.ndarray, morphs: Mapping[str, np.ndarray], lip_mask: np.
         d = np.linalg.norm((pos - cheek) * [1.0, 1.3, 1.0], axis=1)
         mix(0.45 * np.exp(-(d / 0.2) ** 2) * front, BLUSH)
     mix(lip_mask, LIPS)
+    mix(smoothstep(*MOUTH_FADE, cavity), MOUTH)
     neckline = 5.5 - 0.18 * smoothstep(0.2, 0.9, pos[:, 2])
     mix(1 - smoothstep(neckline - 0.07, neckline + 0.07, pos[:, 1]), SHIRT)
     return col
@@ -446,6 +504,25 @@ def eye_part(side: str, radius: float) -> Part:
     return part
 
 
+def place_in_mouth(part: Part, scale: np.ndarray, shift: np.ndarray, undo: str | None) -> None:
+    """Rescale a mouth helper about its front-centre, move it, and shade it darker towards the throat.
+
+    The morph ``undo`` (and every viseme mixing it in) also carries the helper back to where it was, so a tucked
+    tongue still comes out between the lips with ``tongueOut``.
+    """
+    p = part.positions
+    anchor = np.array([0.0, p[:, 1].mean(), p[:, 2].max()])
+    part.positions = anchor + (p - anchor) * scale + shift
+    if undo is not None:
+        back = p - part.positions
+        part.morphs[undo] = part.morphs.get(undo, 0.0) + back
+        for viseme, weights in load_viseme_map().items():
+            if undo in weights:
+                part.morphs[viseme] = part.morphs.get(viseme, 0.0) + weights[undo] * back
+    z = part.positions[:, 2]
+    part.colors = part.colors * (0.3 + 0.7 * smoothstep(z.min(), z.max(), z))[:, None]
+
+
 def flatten_cut(skin: Part) -> list[int]:
     """Find the loop left by the crop and level it onto one plane; returns the loop's vertex ids."""
     loops = [lp for lp in boundary_loops(skin.triangles) if skin.positions[lp, 1].min() < BUST_BOTTOM_Y + 0.3]
@@ -535,19 +612,23 @@ def build_avatar(data: Path | None = None) -> Avatar:
 
     skin = submesh("skin", "skin", shaped, body, morphs, SKIN)
     used = np.unique(body)
-    skin.colors = skin_colors(skin.positions, {}, lip_mask[used], eye_centers)
+    teeth = shaped[np.unique(group_triangles(obj, "helper-upper-teeth"))]
+    seed = np.array([0.0, teeth[:, 1].min(), teeth[:, 2].max()])
+    cavity, inner_lips = mouth_cavity(skin, seed)
+    skin.colors = skin_colors(skin.positions, cavity, np.maximum(lip_mask[used], inner_lips), eye_centers)
     loop = flatten_cut(skin)
     skin.normals = smooth_normals(skin.positions, skin.triangles)
 
     parts = [skin, bust_cap(skin, loop), hair_part(skin, head_center, head_half), brow_part(skin, eye_centers)]
     for name, prefix, material, color in (
-        ("teeth_upper", "helper-upper-teeth", "teeth", TEETH),
-        ("teeth_lower", "helper-lower-teeth", "teeth", TEETH),
-        ("tongue", "helper-tongue", "tongue", TONGUE),
         ("lashes_left", "helper-l-eyelashes-2", "lash", LASH),
         ("lashes_right", "helper-r-eyelashes-2", "lash", LASH),
     ):
         parts.append(submesh(name, material, shaped, group_triangles(obj, prefix), morphs, color))
+    for name, prefix, material, color, scale, shift, undo in MOUTH_PARTS:
+        part = submesh(name, material, shaped, group_triangles(obj, prefix), morphs, color)
+        place_in_mouth(part, np.asarray(scale), np.asarray(shift), undo)
+        parts.append(part)
     for part in parts:
         if part.normals is None:
             part.normals = smooth_normals(part.positions, part.triangles)
@@ -558,7 +639,7 @@ def build_avatar(data: Path | None = None) -> Avatar:
 
 # ------------------------------------------------------------------------------------------------------- glTF
 MATERIALS: Mapping[str, tuple[float, float]] = {  # name: (roughness, metallic); colours come from COLOR_0
-    "skin": (0.62, 0.0), "hair": (0.55, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.3, 0.0),
+    "skin": (0.62, 0.0), "hair": (0.55, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.5, 0.0),
     "tongue": (0.45, 0.0), "lash": (0.8, 0.0),
 }
 
