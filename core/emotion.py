@@ -166,19 +166,19 @@ class EmotionBackend(StageBackend, ABC):
         if to_score:
             started = time.perf_counter()
             with backend_errors(ERROR_STAGE, self.name):
-                scored = dict(zip(to_score, self._classify([cleaned[i] for i in to_score])))
+                scored = dict(zip(to_score, self._classify([cleaned[i] for i in to_score]), strict=True))
             log.debug("Scored %d text(s) with %s in %.1f ms", len(to_score), self.name,
                       1000 * (time.perf_counter() - started))
         return [self._emotion(scored[i]) if i in scored else _empty_text_emotion() for i in range(len(cleaned))]
 
     def _emotion(self, probabilities: np.ndarray) -> Emotion:
         """The Emotion for one row of ``_classify`` output: the top label and every label's score."""
-        scores = {label: float(p) for label, p in zip(EMOTION_LABELS, probabilities)}
+        scores = {label: float(p) for label, p in zip(EMOTION_LABELS, probabilities, strict=True)}
         return Emotion(max(scores, key=scores.__getitem__), scores, self.name)
 
     @abstractmethod
     def _classify(self, texts: Sequence[str]) -> np.ndarray:
-        """Return ``(len(texts), 7)`` label probabilities in ``EMOTION_LABELS`` order for non-empty, whitespace-normalised texts."""
+        """Return ``(len(texts), 7)`` probabilities in ``EMOTION_LABELS`` order; texts are non-empty and normalised."""
 
 
 # ---------------------------------------------------------------------------------------------------- embedding
@@ -186,7 +186,7 @@ class EmotionBackend(StageBackend, ABC):
 
 @dataclass(frozen=True, eq=False)
 class SoftmaxClassifier:
-    """Multinomial logistic regression over embeddings: ``softmax(x @ weights + bias)``, columns in EMOTION_LABELS order."""
+    """Multinomial logistic regression over embeddings: ``softmax(x @ weights + bias)``, EMOTION_LABELS columns."""
 
     weights: np.ndarray  # (dim, n_labels)
     bias: np.ndarray  # (n_labels,)
@@ -250,7 +250,7 @@ class EmbeddingEmotion(EmotionBackend):
     """The offline default: logistic regression over MiniLM embeddings, with a neutral-leaning class prior.
 
     Responsibilities: train on first use from ``train.jsonl`` (or load the weights cached under
-    ``config.cache_dir/emotion``, keyed by a hash of the training file and settings), then classify by embedding
+    ``config.cache_dir/emotion``, keyed by a hash of the training file, settings and model), then classify by embedding
     the text and re-weighting the balanced-training probabilities by ``class_prior``.
     """
 
@@ -270,11 +270,13 @@ class EmbeddingEmotion(EmotionBackend):
         return f"MiniLM embeddings + logistic regression ({self.train_path.name})"
 
     def cache_path(self) -> Path:
-        """Where the trained weights for the current training file and settings are cached."""
+        """Where the weights for the current training file, settings and embedding model are cached."""
+        from core.embeddings import get_embedder
+
         digest = hashlib.sha256()
-        digest.update(_CACHE_FORMAT.encode())
+        for part in (_CACHE_FORMAT, repr(self.settings.l2_penalty), str(get_embedder().model.path)):
+            digest.update(part.encode() + b"\0")
         digest.update(self.train_path.read_bytes())
-        digest.update(repr(self.settings.l2_penalty).encode())
         return self._cache_dir / f"logreg-{digest.hexdigest()[:16]}.npz"
 
     def classifier(self) -> SoftmaxClassifier:
@@ -417,7 +419,7 @@ def _short_model_name(model: str) -> str:
 
 @dataclass(frozen=True, eq=False)
 class EmotionEvaluation:
-    """How a backend did on labelled examples: ``confusion[i, j]`` counts true ``EMOTION_LABELS[i]`` predicted as ``j``."""
+    """How a backend did on labelled examples; ``confusion[i, j]`` counts true label ``i`` predicted as ``j``."""
 
     accuracy: float
     recall: Mapping[str, float]
@@ -428,7 +430,7 @@ class EmotionEvaluation:
         head = "true\\pred " + " ".join(f"{label[:5]:>5}" for label in EMOTION_LABELS) + "  recall"
         rows = [
             f"{label:<10}" + " ".join(f"{count:>5d}" for count in row) + f"  {self.recall[label]:.2f}"
-            for label, row in zip(EMOTION_LABELS, self.confusion)
+            for label, row in zip(EMOTION_LABELS, self.confusion, strict=True)
         ]
         return "\n".join([head, *rows])
 
@@ -437,7 +439,7 @@ def evaluate(backend: EmotionBackend, examples: Sequence[LabelledText]) -> Emoti
     """Classify the examples and tally accuracy, per-class recall and the confusion matrix."""
     confusion = np.zeros((len(EMOTION_LABELS), len(EMOTION_LABELS)), dtype=int)
     predictions = backend.classify_many([example.text for example in examples])
-    for example, predicted in zip(examples, predictions):
+    for example, predicted in zip(examples, predictions, strict=True):
         confusion[EMOTION_LABELS.index(example.label), EMOTION_LABELS.index(predicted.label)] += 1
     totals = confusion.sum(axis=1)
     recall = {label: float(confusion[i, i] / totals[i]) if totals[i] else 0.0 for i, label in enumerate(EMOTION_LABELS)}

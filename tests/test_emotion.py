@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from collections.abc import Iterator
@@ -135,7 +134,7 @@ def test_load_examples_rejects_bad_files(tmp_path: Path, lines: list[str], messa
         load_examples(path)
 
 
-# ---------------------------------------------------------------------------------------------------- embedding backend
+# ---------------------------------------------------------------------------------------------- embedding backend
 
 
 def test_embedding_classifier_heldout_accuracy(embedding_backend: EmbeddingEmotion) -> None:
@@ -152,7 +151,7 @@ def test_one_at_a_time_matches_batched_classification(embedding_backend: Embeddi
     single = [embedding_backend.classify(text) for text in texts]
     print(f"\n{1000 * (time.perf_counter() - started) / len(texts):.1f} ms per single classification")
     assert [e.label for e in single] == [e.label for e in batched]
-    for one, many in zip(single, batched):
+    for one, many in zip(single, batched, strict=True):
         assert one.scores == pytest.approx(many.scores, abs=1e-4)
     assert batched[-1].backend == EMPTY_TEXT_BACKEND and batched[0].backend == "embedding"
 
@@ -179,7 +178,9 @@ def test_empty_text_is_neutral_without_asking_a_model(embedding_backend: Embeddi
     assert set(emotion.scores) == set(EMOTION_LABELS)
 
 
-def test_trained_weights_are_cached_and_reused(embedding_backend: EmbeddingEmotion, caplog: pytest.LogCaptureFixture) -> None:
+def test_trained_weights_are_cached_and_reused(
+    embedding_backend: EmbeddingEmotion, caplog: pytest.LogCaptureFixture
+) -> None:
     cached = embedding_backend.cache_path()
     assert cached.exists()
     again = EmbeddingEmotion(AppConfig(cache_dir=cached.parent.parent))
@@ -191,12 +192,13 @@ def test_trained_weights_are_cached_and_reused(embedding_backend: EmbeddingEmoti
 
 def test_cache_key_follows_the_training_file(embedding_backend: EmbeddingEmotion, tmp_path: Path) -> None:
     changed = tmp_path / "train.jsonl"
-    changed.write_text(TRAIN_FILE.read_text(encoding="utf-8") + '{"text": "The shop sells hats.", "label": "neutral"}\n')
+    extra = '{"text": "The shop sells hats.", "label": "neutral"}\n'
+    changed.write_text(TRAIN_FILE.read_text(encoding="utf-8") + extra, encoding="utf-8")
     other = EmbeddingEmotion(AppConfig(cache_dir=embedding_backend.cache_path().parent.parent), train_path=changed)
     assert other.cache_path() != embedding_backend.cache_path()
 
 
-# ---------------------------------------------------------------------------------------------------- transformers backend
+# ---------------------------------------------------------------------------------------------- transformers backend
 
 
 def test_transformers_backend_runs_the_pipeline_and_maps_labels(tiny_model: Path, tmp_path: Path) -> None:
@@ -213,7 +215,8 @@ def test_transformers_backend_runs_the_pipeline_and_maps_labels(tiny_model: Path
     model = AutoModelForSequenceClassification.from_pretrained(tiny_model).eval()
     with torch.no_grad():
         logits = model(**AutoTokenizer.from_pretrained(tiny_model)(text, return_tensors="pt")).logits[0]
-    expected = dict(zip((label.lower() for label in TINY_MODEL_LABELS), torch.softmax(logits, dim=0).tolist()))
+    probabilities = torch.softmax(logits, dim=0).tolist()
+    expected = dict(zip((label.lower() for label in TINY_MODEL_LABELS), probabilities, strict=True))
     assert emotion.scores == pytest.approx(expected, abs=1e-5)
     assert max(expected.values()) > 0.2  # the random model is not uniform, so a wrong mapping would show
 
