@@ -301,6 +301,17 @@ def test_auto_passes_over_a_misconfigured_backend(monkeypatch: pytest.MonkeyPatc
                         "OpenAI-compatible: OPENAI_MODEL must be set for the openai LLM backend")
 
 
+def test_auto_notes_a_failing_databricks_briefly_without_secrets(
+    databricks: FakeServingServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("DATABRICKS_CLIENT_ID", "client-id")
+    monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "client-secret-abcdef")
+    llm = create_llm(AppConfig())
+    assert isinstance(llm, LocalGGUFLLM)
+    assert llm.note.startswith("Databricks: ValueError: validate: more than one authorization method configured")
+    assert "Config:" not in llm.note and TOKEN not in llm.note and "client-secret-abcdef" not in llm.note
+
+
 def test_named_backends() -> None:
     with pytest.raises(ConfigError, match="choose one of: databricks, local, openai"):
         create_llm(AppConfig(llm=LLMConfig(backend="gpt5")))

@@ -41,7 +41,13 @@ LLM_BACKENDS: dict[str, type[LLMBackend]] = {
     "databricks": DatabricksLLM,
     "openai": OpenAICompatibleLLM,
 }
+NOTE_CHARS = 160
 AUTO_PREFERRED: tuple[type[ChatCompletionsLLM], ...] = (DatabricksLLM, OpenAICompatibleLLM)
+
+
+def _short(reason: str) -> str:
+    """The gist of a startup error for the status line: databricks-sdk appends a long "Config: ..." dump."""
+    return reason.split(". Config:")[0].splitlines()[0][:NOTE_CHARS]
 
 
 def create_llm(config: AppConfig) -> LLMBackend:
@@ -60,7 +66,7 @@ def create_llm(config: AppConfig) -> LLMBackend:
             try:
                 backend: LLMBackend = cls(config.llm)
             except PipelineError as exc:
-                reason = str(exc)
+                reason = _short(str(exc))
             else:
                 backend.note = "; ".join(notes)
                 return backend
