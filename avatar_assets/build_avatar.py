@@ -101,8 +101,11 @@ MOUTH_PARTS: tuple[tuple[str, str, str, tuple[float, ...], tuple[float, ...], tu
 )
 
 # Hair cap (hm08 head-box coordinates): hairline height = a + b cos(theta) + c cos(2 theta), theta 0 = front.
-HAIRLINE = (0.0075, 0.575, -0.0325)
+HAIRLINE = (-0.4625, 0.925, 0.0875)
 HAIR_VOLUME = 0.24
+HAIR_BODY, HAIR_EDGE_RISE = 0.8, 0.12
+HAIR_CLUMP = 0.12
+HAIR_DRAPE_BINS, HAIR_DRAPE_TAPER = 72, 0.12
 HAIR_EDGE = 0.03
 HAIR_QUIFF = 0.12
 HAIR_SUBDIVISIONS = 2
@@ -377,16 +380,41 @@ def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
     d = (p - center) / half
     th = np.arctan2(d[:, 0], d[:, 2])
     s = d[:, 1] - (HAIRLINE[0] + HAIRLINE[1] * np.cos(th) + HAIRLINE[2] * np.cos(2 * th))
-    volume = HAIR_VOLUME * smoothstep(0.05, 0.65, s) * (0.8 + 0.2 * np.cos(th))
-    volume *= 1 - 0.5 * smoothstep(0.0, -0.6, d[:, 1])  # thinner towards the nape
+    # Full from the edge over the sides and back (a blunt, bob-like edge), tapering only at the forehead.
+    body = HAIR_BODY * (1 - smoothstep(0.3, 0.9, np.cos(th))) * smoothstep(0.0, HAIR_EDGE_RISE, s)
+    volume = HAIR_VOLUME * np.maximum(smoothstep(0.05, 0.65, s), body) * (0.8 + 0.2 * np.cos(th))
     # a side-swept quiff over the right temple, for character
     volume += HAIR_QUIFF * np.exp(-(((th + 0.45) / 0.45) ** 2) - ((d[:, 1] - 0.72) / 0.22) ** 2) * smoothstep(0.0, 0.15, s)
-    thick = np.clip(0.45 * s, -0.12, HAIR_EDGE) + volume
-    positions = p + n * thick[:, None]
-    streak = 0.86 + 0.14 * np.sin(th * 13 + s * 5)
-    shade = streak * (0.85 + 0.3 * smoothstep(0.2, 0.9, d[:, 1]))
+    # Strand clumps: ridges running down from the crown, as relief and as lighter/darker streaks.
+    strands = 0.6 * np.sin(th * 19 + 1.3 * s) + 0.4 * np.sin(th * 43 - 2.1 * s + 1.7)
+    thick = np.clip(0.45 * s, -0.12, HAIR_EDGE) + volume * (1 + HAIR_CLUMP * strands)
+    positions = drape(p + n * thick[:, None], center, th, s > HAIR_EDGE_RISE)
+    shade = (0.88 + 0.14 * strands) * (0.8 + 0.35 * smoothstep(0.2, 0.9, d[:, 1]))
     colors = srgb_to_linear(HAIR)[None, :] * shade[:, None]
     return Part("hair", "hair", positions, local, colors)
+
+
+def drape(positions: np.ndarray, center: np.ndarray, theta: np.ndarray, hanging: np.ndarray) -> np.ndarray:
+    """Let hair below the skull's widest ring fall straight down instead of hugging the neck.
+
+    Per azimuth bin, the widest horizontal radius of the shell is found; ``hanging`` vertices lower than it are
+    pushed out to that radius (less a slight inward taper), like a bob's curtain.
+    """
+    rel = positions - center
+    radius = np.hypot(rel[:, 0], rel[:, 2])
+    bins = np.floor((theta + np.pi) / (2 * np.pi) * HAIR_DRAPE_BINS).astype(int) % HAIR_DRAPE_BINS
+    widest = np.zeros(HAIR_DRAPE_BINS)
+    height = np.zeros(HAIR_DRAPE_BINS)
+    for b in range(HAIR_DRAPE_BINS):
+        ids = np.flatnonzero(bins == b)
+        top = ids[np.argmax(radius[ids])]
+        widest[b], height[b] = radius[top], rel[top, 1]
+    below = height[bins] - rel[:, 1]
+    target = widest[bins] - HAIR_DRAPE_TAPER * np.clip(below, 0, None)
+    push = np.where(hanging & (below > 0), np.clip(target - radius, 0, None), 0.0)
+    out = positions.copy()
+    out[:, [0, 2]] += rel[:, [0, 2]] / np.maximum(radius, 1e-9)[:, None] * push[:, None]
+    return out
 
 
 def subdivide(positions: np.ndarray, normals: np.ndarray, triangles: np.ndarray,

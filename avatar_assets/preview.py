@@ -216,8 +216,9 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--glb", type=Path, default=HERE / "avatar.glb")
     parser.add_argument("--out", type=Path, default=Path("/tmp/avatar_work/preview"))
     parser.add_argument("--size", type=int, default=384)
-    parser.add_argument("--shots", default="front:neutral,three_quarter:neutral,side:neutral,face:jawOpen,"
-                        "face:viseme_aa,face:joy,face:blink,face:viseme_U,face:viseme_PP")
+    parser.add_argument("--shots", default="front:neutral,three_quarter:neutral,side:neutral,face:neutral,"
+                        "face:jawOpen,face:viseme_aa,face:joy,face:sadness,face:surprise,face:anger,face:blink,"
+                        "face:viseme_U")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(message)s")
     prims = load_glb(args.glb)
