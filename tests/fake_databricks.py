@@ -5,6 +5,8 @@ Routes:
     POST /serving-endpoints/{name}/invocations   Databricks non-streaming chat (what ``query()`` calls)
     POST /serving-endpoints/chat/completions     Databricks OpenAI-compatible route, SSE when ``stream`` is true
     POST /v1/chat/completions                    OpenAI-compatible route, SSE when ``stream`` is true
+    POST /api/2.0/vector-search/indexes/{name}/query   Vector Search: ``vector_rows`` (dicts with a "score"),
+                                                 best first, cut to ``num_results``, projected onto ``columns``
 
 Every request is recorded (method, path, headers, JSON body). Knobs on the server change its behaviour:
 ``status`` forces an error status, ``delay_s`` stalls before answering (to provoke client timeouts),
@@ -21,6 +23,7 @@ from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
+VECTOR_SEARCH_PREFIX = "/api/2.0/vector-search/indexes/"
 DEFAULT_ANSWER = "The sky looks blue because air scatters blue sunlight the most."
 
 
@@ -44,6 +47,7 @@ class FakeServing:
     missing_routes: tuple[str, ...] = ()
     parts_content: bool = False
     stream_usage: bool = True
+    vector_rows: list[dict[str, Any]] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -91,6 +95,8 @@ class _Handler(BaseHTTPRequestHandler):
             self._invocations(body)
         elif self.path.endswith("/chat/completions"):
             self._chat_completions(body)
+        elif self.path.startswith(VECTOR_SEARCH_PREFIX) and self.path.endswith("/query"):
+            self._vector_search_query(body)
         else:
             self._send_json(404, {"error_code": "NOT_FOUND", "message": f"No route {self.path}"})
 
@@ -152,6 +158,17 @@ class _Handler(BaseHTTPRequestHandler):
         data = text.encode()
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+    # -- Vector Search ------------------------------------------------------------------------------------------
+
+    def _vector_search_query(self, body: dict[str, Any]) -> None:
+        """Answer like Databricks Vector Search: the requested columns plus "score", one array per row."""
+        columns = [*body.get("columns", []), "score"]
+        rows = self.server.fake.vector_rows[: body.get("num_results", 10)]
+        self._send_json(200, {
+            "manifest": {"column_count": len(columns), "columns": [{"name": name} for name in columns]},
+            "result": {"row_count": len(rows), "data_array": [[row.get(name) for name in columns] for row in rows]},
+        })
 
 
 class _Server(ThreadingHTTPServer):
