@@ -73,7 +73,16 @@
   }
 
   // ---------------------------------------------------------------------------------------- scene
-  const renderer = new THREE.WebGLRenderer({ antialias: true, alpha: true });
+  /** True on CPU rasterisers (SwiftShader, llvmpipe): there MSAA costs ~40% of the frame rate, so it is off. */
+  function softwareRenderer() {
+    const gl = document.createElement('canvas').getContext('webgl2');
+    if (!gl) return false;
+    const info = gl.getExtension('WEBGL_debug_renderer_info');
+    const name = info ? gl.getParameter(info.UNMASKED_RENDERER_WEBGL) : gl.getParameter(gl.RENDERER);
+    gl.getExtension('WEBGL_lose_context')?.loseContext();
+    return /swiftshader|llvmpipe|software/i.test(String(name));
+  }
+  const renderer = new THREE.WebGLRenderer({ antialias: !softwareRenderer(), alpha: true });
   renderer.outputColorSpace = THREE.SRGBColorSpace;
   renderer.toneMapping = THREE.ACESFilmicToneMapping;
   renderer.toneMappingExposure = 1.0;
@@ -83,15 +92,15 @@
   const scene = new THREE.Scene();
   const pmrem = new THREE.PMREMGenerator(renderer);
   scene.environment = pmrem.fromScene(new THREE.RoomEnvironment(), 0.04).texture;
-  scene.environmentIntensity = 0.45;
+  scene.environmentIntensity = 0.3;
   pmrem.dispose();
 
   const camera = new THREE.PerspectiveCamera(26, 1, 0.01, 100);
   const lights = new THREE.Group();
-  const key = new THREE.DirectionalLight(0xfff0e0, 2.4);
-  const fill = new THREE.DirectionalLight(0xd8e4ff, 0.9);
-  const rim = new THREE.DirectionalLight(0xffffff, 2.0);
-  lights.add(key, fill, rim, key.target, new THREE.HemisphereLight(0xffffff, 0x3a3f4a, 0.35));
+  const key = new THREE.DirectionalLight(0xffeedd, 1.7);
+  const fill = new THREE.DirectionalLight(0xd0ddff, 0.5);
+  const rim = new THREE.DirectionalLight(0xe8f0ff, 2.2);
+  lights.add(key, fill, rim, key.target, new THREE.HemisphereLight(0xffffff, 0x30343c, 0.25));
   fill.target = key.target;
   rim.target = key.target;
   scene.add(lights);
@@ -168,7 +177,7 @@
       // The morphed region spans brows to chin; widen it to the whole head plus a bit of neck.
       const size = face.getSize(new THREE.Vector3());
       const center = face.getCenter(new THREE.Vector3());
-      const h = Math.max(size.y, size.x) * 1.9;
+      const h = Math.max(size.y, size.x) * 1.75;
       return { center: new THREE.Vector3(center.x, center.y + h * 0.02, center.z), size: new THREE.Vector3(h * 0.9, h, size.z) };
     }
     if (headBone) {
@@ -306,6 +315,7 @@
     }
     turn = null;
     S.playing = false;
+    moodHoldUntil = Math.min(moodHoldUntil, performance.now() / 1000);
   }
 
   async function decodeClip(clip) {
@@ -499,6 +509,7 @@
   const stateW = Object.fromEntries(Object.keys(motion.states).map((s) => [s, s === 'idle' ? 1 : 0]));
   let nextBlink = performance.now() / 1000 + rand(idleCfg.blink_interval_s);
   let blinkStart = -1;
+  let blinkPeaked = true;
   let nextSaccade = 0;
   const gaze = { x: 0, y: 0, tx: 0, ty: 0 };
 
@@ -525,10 +536,15 @@
     // blinks
     if (now >= nextBlink) {
       blinkStart = now;
+      blinkPeaked = false;
       nextBlink = now + rand(idleCfg.blink_interval_s);
       S.blinks += 1;
     }
-    const bp = blinkStart >= 0 ? (now - blinkStart) / idleCfg.blink_duration_s : 2;
+    let bp = blinkStart >= 0 ? (now - blinkStart) / idleCfg.blink_duration_s : 2;
+    if (!blinkPeaked && bp >= 0.5) { // at low frame rates, still show the closed eyes for one frame
+      bp = 0.5;
+      blinkPeaked = true;
+    }
     const blink = bp < 1 ? Math.sin(Math.PI * bp) : 0;
     for (const m of channels.blink) want.set(lower(m), Math.max(want.get(lower(m)) || 0, blink));
     // saccades around the state's gaze target
@@ -596,7 +612,7 @@
     const dt = Math.min(now - last, 0.1);
     last = now;
     const playing = audioStep();
-    const speech = lipsyncStep(dt, playing);
+    const speech = lipsyncStep(dt, playing) * idleCfg.speech_mouth_override;
     moodStep(dt);
     const want = new Map();
     for (const [m, w] of moodCur) add(want, m, w * (isMouth(m) ? 1 - speech : 1));
@@ -613,7 +629,6 @@
     }
   }
   frameCamera();
-  S._debug = { camera, getFocus: () => focus, scene, pivot };
   renderer.setAnimationLoop(tick);
 
   // --------------------------------------------------------------------------------------- upload
