@@ -35,7 +35,9 @@ def track_payload(track: VisemeTrack) -> dict[str, Any]:
     """A viseme track as the avatar component reads it."""
     return {
         "mouth_cues": track.to_rhubarb()["mouthCues"],
-        "keyframes": [{"t": round(k.time_s, 3), "w": dict(k.weights)} for k in track.keyframes],
+        "keyframes": [
+            {"t": round(k.time_s, 3), "w": {f"viseme_{v}": w for v, w in k.weights.items()}} for k in track.keyframes
+        ],
     }
 
 

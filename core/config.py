@@ -94,6 +94,7 @@ class AppConfig:
     lipsync: LipsyncConfig = field(default_factory=LipsyncConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     max_text_chars: int = 500
+    torch_threads: int = 1  # small torch models (embeddings, VAD) run fastest on one thread beside the LLM
     cache_dir: Path = PROJECT_ROOT / ".cache"
     host: str = "127.0.0.1"
     port: int = 7860
@@ -175,6 +176,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         lipsync=lipsync,
         retrieval=retrieval,
         max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
+        torch_threads=_get_int(env, "AVATAR_TORCH_THREADS", AppConfig.torch_threads),
         cache_dir=Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir))),
         host=_get(env, "GRADIO_SERVER_NAME", "0.0.0.0" if "DATABRICKS_APP_PORT" in env else AppConfig.host),
         port=port,

@@ -47,6 +47,13 @@ _END = object()
 """Marks the end of the producer's queue."""
 
 
+def _limit_torch_threads(threads: int) -> None:
+    """Cap torch's intra-op threads: its small models are many times slower when they compete with the LLM."""
+    import torch
+
+    torch.set_num_threads(threads)
+
+
 class Stages:
     """The backends a pipeline uses, each created from configuration on first use (or given, e.g. by tests)."""
 
@@ -92,6 +99,7 @@ class Pipeline:
 
     def __init__(self, config: AppConfig, stages: Stages | None = None) -> None:
         self.config = config
+        _limit_torch_threads(config.torch_threads)
         self.stages = stages or Stages(config)
         self.audio_dir = config.cache_dir / "audio"
         self.audio_dir.mkdir(parents=True, exist_ok=True)

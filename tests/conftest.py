@@ -25,8 +25,10 @@ def app_config(tmp_path_factory: pytest.TempPathFactory) -> AppConfig:
 
 @pytest.fixture(scope="session")
 def pipeline(app_config: AppConfig) -> Pipeline:
-    """A pipeline on the embedded default models, loaded once."""
-    return Pipeline(app_config)
+    """A pipeline on the embedded default models, loaded and warmed up once."""
+    pipeline = Pipeline(app_config)
+    pipeline.warm_up()
+    return pipeline
 
 
 @pytest.fixture(scope="session")

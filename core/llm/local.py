@@ -77,7 +77,11 @@ class LocalGGUFLLM(LLMBackend):
         started = time.perf_counter()
         with backend_errors(STAGE, self.name):
             self._llm = Llama(
-                model_path=str(self.path), n_ctx=LOCAL_CONTEXT_TOKENS, n_threads=config.threads, verbose=False
+                model_path=str(self.path),
+                n_ctx=LOCAL_CONTEXT_TOKENS,
+                n_threads=config.threads,
+                n_threads_batch=config.threads,  # prompt evaluation; llama-cpp-python defaults it to every core
+                verbose=False,
             )
         self._lock = threading.Lock()
         log.info("LLM local: loaded %s (%s) in %.2f s", self.path.name, resolved.source, time.perf_counter() - started)
