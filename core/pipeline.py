@@ -111,6 +111,7 @@ class Pipeline:
         statuses = self.statuses()
         try:
             self.stages.emotion.classify("Hello there, nice to meet you.")
+            self.stages.llm.complete(self._messages([], "Hello."))
             self.stages.lipsync.track(self.stages.tts.synthesize("Hello."))
         except PipelineError as exc:
             log.warning("warm-up failed: %s", exc.user_message())
