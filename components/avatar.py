@@ -335,7 +335,11 @@ class Avatar(gr.HTML):
             clips.append({**clip, "audio": _file_payload(clip.get("audio"), where)})
         frame["clips"] = clips
         avatar = frame.get("avatar_url")
-        if isinstance(avatar, Path) or (isinstance(avatar, str) and Path(avatar).is_file()) or isinstance(avatar, Mapping):
+        if (
+            isinstance(avatar, Path)
+            or (isinstance(avatar, str) and Path(avatar).is_file())
+            or isinstance(avatar, Mapping)
+        ):
             frame["avatar_url"] = _file_payload(avatar, "avatar_url")
         return frame
 

@@ -39,7 +39,7 @@ CHROMIUM_ARGS: tuple[str, ...] = (
 """Flags that give WebGL through SwiftShader; audio keeps the normal user-gesture rule (a click unlocks it)."""
 
 
-def launch_chromium(playwright, **kwargs):  # noqa: ANN001, ANN201 - Playwright types are runtime-only
+def launch_chromium(playwright, **kwargs):
     """Launch Debian's chromium (never a Playwright-downloaded one) with the WebGL flags."""
     if not CHROMIUM_PATH.exists():
         pytest.skip(f"{CHROMIUM_PATH} is missing (apt-get install chromium)")
@@ -47,7 +47,7 @@ def launch_chromium(playwright, **kwargs):  # noqa: ANN001, ANN201 - Playwright 
 
 
 @pytest.fixture(scope="module")
-def chromium():  # noqa: ANN201
+def chromium():
     """A headless Chromium browser for the module's tests."""
     sync_api = pytest.importorskip("playwright.sync_api")
     with sync_api.sync_playwright() as playwright:
@@ -64,11 +64,15 @@ def free_port() -> int:
 
 
 @contextmanager
-def serve_blocks(demo, **launch_kwargs) -> Iterator[str]:  # noqa: ANN001 - gradio is imported by the caller
+def serve_blocks(demo, **launch_kwargs) -> Iterator[str]:
     """Serve a ``gr.Blocks`` on a free local port (Gradio's own server thread); yield its URL; close it after."""
     port = free_port()
     demo.launch(
-        server_name="127.0.0.1", server_port=port, prevent_thread_lock=True, quiet=True, show_error=True,
+        server_name="127.0.0.1",
+        server_port=port,
+        prevent_thread_lock=True,
+        quiet=True,
+        show_error=True,
         **launch_kwargs,
     )
     try:
@@ -77,7 +81,7 @@ def serve_blocks(demo, **launch_kwargs) -> Iterator[str]:  # noqa: ANN001 - grad
         demo.close()
 
 
-def console_collector(page) -> list[str]:  # noqa: ANN001
+def console_collector(page) -> list[str]:
     """Collect a page's console messages and page errors (as "type: text") for assertion messages."""
     lines: list[str] = []
     page.on("console", lambda msg: lines.append(f"{msg.type}: {msg.text}"))

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import subprocess
+import urllib.request
 import wave
 from pathlib import Path
 
@@ -18,17 +19,45 @@ import numpy as np
 import pygltflib
 import pytest
 
-from components.avatar import DEFAULT_EXPRESSIONS, DEFAULT_GLB, DEFAULT_VISEME_MAP, Avatar, avatar_frame, load_pose_map
-from core.types import EMOTION_LABELS
+from components.avatar import (
+    DEFAULT_EXPRESSIONS,
+    DEFAULT_GLB,
+    DEFAULT_VISEME_MAP,
+    Avatar,
+    avatar_clip,
+    avatar_frame,
+    load_pose_map,
+)
+from core.types import EMOTION_LABELS, Emotion, MouthCue, VisemeKey, VisemeTrack
 from tests.browser import chromium, console_collector, serve_blocks  # noqa: F401 - chromium is a fixture
 
-VISEMES = load_pose_map(DEFAULT_VISEME_MAP, [f"viseme_{v}" for v in ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS",
-                                                                      "nn", "RR", "aa", "E", "I", "O", "U")])
+VISEMES = load_pose_map(
+    DEFAULT_VISEME_MAP,
+    [f"viseme_{v}" for v in ("sil", "PP", "FF", "TH", "DD", "kk", "CH", "SS", "nn", "RR", "aa", "E", "I", "O", "U")],
+)
 EXPRESSIONS = load_pose_map(DEFAULT_EXPRESSIONS, EMOTION_LABELS)
-BLINK_AND_GAZE = ("eyeBlinkLeft", "eyeBlinkRight", "eyeLookUpLeft", "eyeLookUpRight", "eyeLookDownLeft",
-                  "eyeLookDownRight", "eyeLookInLeft", "eyeLookInRight", "eyeLookOutLeft", "eyeLookOutRight",
-                  "eyeWideLeft", "eyeWideRight", "browInnerUp", "browDownLeft", "mouthPressLeft", "mouthPressRight",
-                  "mouthRollLower", "eyeSquintRight", "mouthSmileLeft", "mouthSmileRight")
+BLINK_AND_GAZE = (
+    "eyeBlinkLeft",
+    "eyeBlinkRight",
+    "eyeLookUpLeft",
+    "eyeLookUpRight",
+    "eyeLookDownLeft",
+    "eyeLookDownRight",
+    "eyeLookInLeft",
+    "eyeLookInRight",
+    "eyeLookOutLeft",
+    "eyeLookOutRight",
+    "eyeWideLeft",
+    "eyeWideRight",
+    "browInnerUp",
+    "browDownLeft",
+    "mouthPressLeft",
+    "mouthPressRight",
+    "mouthRollLower",
+    "eyeSquintRight",
+    "mouthSmileLeft",
+    "mouthSmileRight",
+)
 ARKIT_MORPHS = sorted({m for pose in (*VISEMES.values(), *EXPRESSIONS.values()) for m in pose} | set(BLINK_AND_GAZE))
 SPEECH_TEXT = "Hello there, I am your avatar."
 LONG_TEXT = "Good morning! The weather is lovely today, and I would be glad to help you plan a walk in the park."
@@ -44,8 +73,16 @@ def write_head_glb(path: Path, morph_names: list[str]) -> Path:
     unit = np.stack([np.sin(theta) * np.sin(phi), np.cos(theta) * np.ones_like(phi), np.sin(theta) * np.cos(phi)], -1)
     unit = unit.reshape(-1, 3).astype(np.float32)
     positions = unit * np.array([0.085, 0.115, 0.1], np.float32) + np.array([0, 1.6, 0], np.float32)
-    quads = [(r * (segments + 1) + s, r * (segments + 1) + s + 1, (r + 1) * (segments + 1) + s,
-              (r + 1) * (segments + 1) + s + 1) for r in range(rings) for s in range(segments)]
+    quads = [
+        (
+            r * (segments + 1) + s,
+            r * (segments + 1) + s + 1,
+            (r + 1) * (segments + 1) + s,
+            (r + 1) * (segments + 1) + s + 1,
+        )
+        for r in range(rings)
+        for s in range(segments)
+    ]
     indices = np.array([[a, c, b, b, c, d] for a, b, c, d in quads], np.uint16).reshape(-1)
     deltas = []
     for i, _ in enumerate(morph_names):  # patches spread over the front of the face
@@ -61,21 +98,43 @@ def write_head_glb(path: Path, morph_names: list[str]) -> Path:
         offset = len(blob)
 
     def vec3(view: int, arr: np.ndarray) -> pygltflib.Accessor:
-        return pygltflib.Accessor(bufferView=view, componentType=pygltflib.FLOAT, count=len(arr), type="VEC3",
-                                  min=arr.min(0).tolist(), max=arr.max(0).tolist())
+        return pygltflib.Accessor(
+            bufferView=view,
+            componentType=pygltflib.FLOAT,
+            count=len(arr),
+            type="VEC3",
+            min=arr.min(0).tolist(),
+            max=arr.max(0).tolist(),
+        )
 
-    accessors = [vec3(0, positions), vec3(1, unit),
-                 pygltflib.Accessor(bufferView=2, componentType=pygltflib.UNSIGNED_SHORT, count=len(indices),
-                                    type="SCALAR"),
-                 *[vec3(3 + i, d) for i, d in enumerate(deltas)]]
-    primitive = pygltflib.Primitive(attributes=pygltflib.Attributes(POSITION=0, NORMAL=1), indices=2, material=0,
-                                    targets=[{"POSITION": 3 + i} for i in range(len(deltas))])
+    accessors = [
+        vec3(0, positions),
+        vec3(1, unit),
+        pygltflib.Accessor(bufferView=2, componentType=pygltflib.UNSIGNED_SHORT, count=len(indices), type="SCALAR"),
+        *[vec3(3 + i, d) for i, d in enumerate(deltas)],
+    ]
+    primitive = pygltflib.Primitive(
+        attributes=pygltflib.Attributes(POSITION=0, NORMAL=1),
+        indices=2,
+        material=0,
+        targets=[{"POSITION": 3 + i} for i in range(len(deltas))],
+    )
     gltf = pygltflib.GLTF2(
-        scene=0, scenes=[pygltflib.Scene(nodes=[0])], nodes=[pygltflib.Node(mesh=0, name="head")],
+        scene=0,
+        scenes=[pygltflib.Scene(nodes=[0])],
+        nodes=[pygltflib.Node(mesh=0, name="head")],
         meshes=[pygltflib.Mesh(primitives=[primitive], extras={"targetNames": morph_names} if morph_names else {})],
-        materials=[pygltflib.Material(pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
-            baseColorFactor=[0.8, 0.6, 0.5, 1.0], metallicFactor=0.0, roughnessFactor=0.6))],
-        accessors=accessors, bufferViews=views, buffers=[pygltflib.Buffer(byteLength=len(blob))])
+        materials=[
+            pygltflib.Material(
+                pbrMetallicRoughness=pygltflib.PbrMetallicRoughness(
+                    baseColorFactor=[0.8, 0.6, 0.5, 1.0], metallicFactor=0.0, roughnessFactor=0.6
+                )
+            )
+        ],
+        accessors=accessors,
+        bufferViews=views,
+        buffers=[pygltflib.Buffer(byteLength=len(blob))],
+    )
     gltf.set_binary_blob(blob)
     gltf.save_binary(str(path))
     return path
@@ -113,21 +172,27 @@ def hand_track(duration_s: float, silent: bool = False, hold: str = "") -> dict:
 
 
 @pytest.fixture(scope="module")
-def app_url(tmp_path_factory: pytest.TempPathFactory, speech_wav, long_wav):  # noqa: ANN001, ANN201
+def app_url(tmp_path_factory: pytest.TempPathFactory, speech_wav, long_wav):
     """The test app: Avatar (generated ARKit head) + command box + Send; playback_end is echoed into a box."""
     glb = write_head_glb(tmp_path_factory.mktemp("glb") / "arkit_head.glb", ARKIT_MORPHS)
 
     def send(command: str) -> dict:
         cmd = json.loads(command)
         wav, duration = long_wav if cmd.get("long") else speech_wav
-        clips = [{"audio": str(wav), "offset_s": i * duration, "duration_s": duration,
-                  "track": hand_track(duration, silent=cmd.get("silent", False), hold=cmd.get("hold", "")),
-                  "emotion": {"label": cmd.get("emotion", "neutral"), "scores": {}, "intensity": 1.0}}
-                 for i in range(cmd.get("clips", 0))]
+        clips = [
+            {
+                "audio": str(wav),
+                "offset_s": i * duration,
+                "duration_s": duration,
+                "track": hand_track(duration, silent=cmd.get("silent", False), hold=cmd.get("hold", "")),
+                "emotion": {"label": cmd.get("emotion", "neutral"), "scores": {}, "intensity": 1.0},
+            }
+            for i in range(cmd.get("clips", 0))
+        ]
         return avatar_frame(cmd["turn_id"], cmd["state"], clips)
 
     def playback_ended(evt: gr.EventData) -> str:
-        return json.dumps({k: evt._data[k] for k in ("turn_id", "clips_played", "duration_s", "clock")})  # noqa: SLF001
+        return json.dumps({k: getattr(evt, k) for k in ("turn_id", "clips_played", "duration_s", "clock")})
 
     with gr.Blocks() as demo:
         avatar = Avatar(glb_path=glb, height=360, elem_id="avatar")
@@ -141,7 +206,7 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, speech_wav, long_wav):  # 
 
 
 @pytest.fixture(scope="module")
-def page(chromium, app_url: str):  # noqa: ANN001, ANN201, F811 - chromium is the imported fixture
+def page(chromium, app_url: str):  # noqa: F811 - chromium is the imported fixture
     """One page on the test app, with the avatar loaded."""
     page = chromium.new_page(viewport={"width": 900, "height": 800})
     page.console_lines = console_collector(page)
@@ -151,18 +216,49 @@ def page(chromium, app_url: str):  # noqa: ANN001, ANN201, F811 - chromium is th
     page.close()
 
 
-def send(page, **command) -> None:  # noqa: ANN001
+def send(page, **command) -> None:
     """Type a command into the app and click Send (the click also unlocks audio)."""
     page.fill("#command textarea", json.dumps(command))
     page.click("#send")
 
 
-def state(page) -> dict:  # noqa: ANN001
+def state(page) -> dict:
     return page.evaluate("JSON.parse(JSON.stringify(window.avatarState))")
 
 
 # ------------------------------------------------------------------------------------------------- tests
-def test_renders_with_report(page, artifacts: Path) -> None:  # noqa: ANN001
+def _arrays_without_items(schema: object, path: str = "$") -> list[str]:
+    if isinstance(schema, dict):
+        bad = [path] if schema.get("type") == "array" and "items" not in schema else []
+        return bad + [p for k, v in schema.items() for p in _arrays_without_items(v, f"{path}.{k}")]
+    if isinstance(schema, list):
+        return [p for i, v in enumerate(schema) for p in _arrays_without_items(v, f"{path}[{i}]")]
+    return []
+
+
+def test_payload_contract(speech_wav, app_url: str) -> None:
+    wav, duration = speech_wav
+    avatar = Avatar(glb_path=DEFAULT_GLB, render=False)
+    assert _arrays_without_items(avatar.api_info()) == []
+    track = VisemeTrack(
+        duration, (MouthCue(0.0, duration, "X"),), (VisemeKey(0.0, {"aa": 0.8}), VisemeKey(0.5, {"sil": 1.0}))
+    )
+    emotion = Emotion("joy", {label: 0.1 for label in EMOTION_LABELS} | {"joy": 0.7}, "test")
+    frame = avatar.postprocess(avatar_frame("t1", "speaking", [avatar_clip(wav, track, emotion=emotion)]))
+    clip = frame["clips"][0]
+    assert clip["audio"]["path"] == str(wav) and clip["audio"]["meta"] == {"_type": "gradio.FileData"}
+    assert clip["track"]["keyframes"][0] == {"t": 0.0, "w": {"viseme_aa": 0.8}}
+    assert clip["emotion"]["label"] == "joy" and clip["emotion"]["intensity"] == pytest.approx(0.7)
+    with pytest.raises(ValueError, match="state"):
+        avatar.postprocess(avatar_frame("t2", "dancing"))
+    with pytest.raises(ValueError, match="does not exist"):
+        avatar.postprocess(avatar_frame("t3", "speaking", [avatar_clip(wav.with_name("missing.wav"), track)]))
+    for route in ("", "gradio_api/info"):  # an incomplete schema makes these return 500
+        with urllib.request.urlopen(app_url + route, timeout=30) as response:
+            assert response.status == 200
+
+
+def test_renders_with_report(page, artifacts: Path) -> None:
     before = state(page)["framesRendered"]
     page.wait_for_function(f"window.avatarState.framesRendered > {before + 20}", timeout=WAIT_MS)
     s = state(page)
@@ -173,13 +269,13 @@ def test_renders_with_report(page, artifacts: Path) -> None:  # noqa: ANN001
     page.locator("#avatar").screenshot(path=str(artifacts / "avatar_test_head.png"))
 
 
-def test_blink_within_7s_idle(page) -> None:  # noqa: ANN001
+def test_blink_within_7s_idle(page) -> None:
     blinks = state(page)["blinks"]
     page.wait_for_function("window.avatarState.morphs.eyeBlinkLeft > 0.9", timeout=7_000, polling=10)
     assert state(page)["blinks"] > blinks
 
 
-def test_playback_follows_keyframes_and_returns_to_rest(page, speech_wav) -> None:  # noqa: ANN001
+def test_playback_follows_keyframes_and_returns_to_rest(page, speech_wav) -> None:
     _, duration = speech_wav
     played = state(page)["clipsPlayed"]
     send(page, turn_id="speak-1", state="speaking", clips=1, emotion="neutral")
@@ -210,7 +306,7 @@ def test_playback_follows_keyframes_and_returns_to_rest(page, speech_wav) -> Non
     assert rest["state"] == "idle"
 
 
-def test_appended_clips_play_back_to_back(page, speech_wav) -> None:  # noqa: ANN001
+def test_appended_clips_play_back_to_back(page, speech_wav) -> None:
     _, duration = speech_wav
     send(page, turn_id="append", state="speaking", clips=1, silent=True)
     page.wait_for_function("window.avatarState.playing && window.avatarState.playbackTime > 0.3", timeout=WAIT_MS)
@@ -219,17 +315,17 @@ def test_appended_clips_play_back_to_back(page, speech_wav) -> None:  # noqa: AN
     send(page, turn_id="append", state="speaking", clips=2, silent=True)
     page.wait_for_timeout(300)
     assert state(page)["playbackTime"] > before
-    page.wait_for_function("document.querySelector('#ended textarea').value.includes('append')",
-                           timeout=int(2 * duration * 1000) + WAIT_MS)
+    page.wait_for_function(
+        "document.querySelector('#ended textarea').value.includes('append')", timeout=int(2 * duration * 1000) + WAIT_MS
+    )
     ended = json.loads(page.input_value("#ended textarea"))
     assert ended["clips_played"] == 2 and abs(ended["duration_s"] - 2 * duration) < 0.05, ended
 
 
 @pytest.mark.parametrize("emotion", EMOTION_LABELS)
-def test_emotion_raises_its_morphs(page, emotion: str) -> None:  # noqa: ANN001
+def test_emotion_raises_its_morphs(page, emotion: str) -> None:
     send(page, turn_id=f"emo-{emotion}", state="speaking", clips=1, emotion=emotion, silent=True)
-    page.wait_for_function(f"window.avatarState.emotion === '{emotion}' && window.avatarState.playing",
-                           timeout=WAIT_MS)
+    page.wait_for_function(f"window.avatarState.emotion === '{emotion}' && window.avatarState.playing", timeout=WAIT_MS)
     page.wait_for_timeout(700)
     morphs = state(page)["morphs"]
     pose = EXPRESSIONS[emotion]
@@ -237,24 +333,28 @@ def test_emotion_raises_its_morphs(page, emotion: str) -> None:  # noqa: ANN001
     for name, weight in pose.items():
         if name not in blink_names:
             assert morphs[name] > 0.5 * weight, (emotion, name, weight, morphs[name])
-    others = {m: w for m, w in morphs.items() if m not in pose and m.startswith(("mouthSmile", "mouthFrown", "noseSneer"))}
+    others = {
+        m: w for m, w in morphs.items() if m not in pose and m.startswith(("mouthSmile", "mouthFrown", "noseSneer"))
+    }
     assert all(w < 0.05 for w in others.values()), (emotion, others)
 
 
-def test_states_switch(page, artifacts: Path) -> None:  # noqa: ANN001
+def test_states_switch(page, artifacts: Path) -> None:
     send(page, turn_id="listen", state="listening")
     page.wait_for_function("window.avatarState.state === 'listening'", timeout=WAIT_MS)
     page.wait_for_function("window.avatarState.morphs.browInnerUp > 0.2", timeout=WAIT_MS)
     send(page, turn_id="think", state="thinking")
     page.wait_for_function("window.avatarState.state === 'thinking'", timeout=WAIT_MS)
-    page.wait_for_function("window.avatarState.morphs.eyeLookUpLeft > 0.3 && window.avatarState.morphs.browDownLeft > 0.2",
-                           timeout=WAIT_MS)
+    page.wait_for_function(
+        "window.avatarState.morphs.eyeLookUpLeft > 0.3 && window.avatarState.morphs.browDownLeft > 0.2", timeout=WAIT_MS
+    )
     page.locator("#avatar").screenshot(path=str(artifacts / "avatar_thinking.png"))
     send(page, turn_id="rest", state="idle")
     page.wait_for_function("window.avatarState.state === 'idle'", timeout=WAIT_MS)
+    assert page.locator("#avatar canvas").count() == 1  # value updates never re-render the canvas away
 
 
-def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:  # noqa: ANN001
+def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:
     bare = write_head_glb(tmp_path / "bare.glb", [])
     page.set_input_files("#avatar .avatar-file", str(bare))
     page.wait_for_function("window.avatarState.avatarSource === 'bare.glb'", timeout=WAIT_MS)
@@ -279,18 +379,22 @@ def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:  # noqa: AN
 
 
 @pytest.mark.skipif(not DEFAULT_GLB.is_file(), reason="the default avatar has not been built")
-def test_default_avatar_oculus(page, artifacts: Path) -> None:  # noqa: ANN001
+def test_default_avatar_oculus(page, artifacts: Path) -> None:
     page.set_input_files("#avatar .avatar-file", str(DEFAULT_GLB))
     page.wait_for_function("window.avatarState.avatarSource === 'avatar.glb'", timeout=WAIT_MS)
     report = state(page)["morphReport"]
     assert report["mode"] == "oculus" and len(report["visemesFound"]) == 15 and report["warnings"] == [], report
-    page.wait_for_function("window.avatarState.morphs.jawOpen < 0.01 && window.avatarState.morphs.eyeBlinkLeft < 0.05",
-                           timeout=WAIT_MS)
+    page.wait_for_function(
+        "window.avatarState.morphs.jawOpen < 0.01 && window.avatarState.morphs.eyeBlinkLeft < 0.05", timeout=WAIT_MS
+    )
     page.locator("#avatar").screenshot(path=str(artifacts / "avatar_default_idle.png"))
 
     send(page, turn_id="real-joy", state="speaking", clips=1, emotion="joy", hold="viseme_aa", long=True)
-    page.wait_for_function("window.avatarState.morphs.viseme_aa > 0.6 && window.avatarState.morphs.mouthSmileLeft > 0.1",
-                           timeout=WAIT_MS, polling=10)
+    page.wait_for_function(
+        "window.avatarState.morphs.viseme_aa > 0.6 && window.avatarState.morphs.mouthSmileLeft > 0.1",
+        timeout=WAIT_MS,
+        polling=10,
+    )
     start = state(page)
     page.locator("#avatar").screenshot(path=str(artifacts / "avatar_default_speaking_joy.png"))
     s = state(page)
@@ -299,8 +403,11 @@ def test_default_avatar_oculus(page, artifacts: Path) -> None:  # noqa: ANN001
     end = state(page)
     assert end["playing"], end
     fps = (end["framesRendered"] - start["framesRendered"]) / (end["playbackTime"] - start["playbackTime"])
-    (artifacts / "avatar_fps.json").write_text(json.dumps(
-        {"fps_during_playback": round(fps, 1), "seconds": round(end["playbackTime"] - start["playbackTime"], 2)}))
+    (artifacts / "avatar_fps.json").write_text(
+        json.dumps(
+            {"fps_during_playback": round(fps, 1), "seconds": round(end["playbackTime"] - start["playbackTime"], 2)}
+        )
+    )
     assert fps > 2, fps
 
     send(page, turn_id="real-think", state="thinking")
