@@ -11,7 +11,8 @@ Routes:
 Every request is recorded (method, path, headers, JSON body). Knobs on the server change its behaviour:
 ``status`` forces an error status, ``delay_s`` stalls before answering (to provoke client timeouts),
 ``missing_routes`` answers 404 on the listed paths, ``parts_content`` returns Databricks' list-of-parts content,
-``stream_usage`` sends token usage at the end of a stream (Databricks always, OpenAI only when asked).
+``stream_usage`` sends token usage at the end of a stream (Databricks always, OpenAI only when asked),
+``hold_after_first`` pauses a stream after its first content chunk until the event is set (at most HOLD_S).
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
 
 VECTOR_SEARCH_PREFIX = "/api/2.0/vector-search/indexes/"
+HOLD_S = 5.0
 DEFAULT_ANSWER = "The sky looks blue because air scatters blue sunlight the most."
 
 
@@ -47,6 +49,7 @@ class FakeServing:
     missing_routes: tuple[str, ...] = ()
     parts_content: bool = False
     stream_usage: bool = True
+    hold_after_first: threading.Event | None = None
     vector_rows: list[dict[str, Any]] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
@@ -149,8 +152,10 @@ class _Handler(BaseHTTPRequestHandler):
         asked = (body.get("stream_options") or {}).get("include_usage") or self.path.startswith("/serving-endpoints/")
         if fake.stream_usage and asked:
             chunks.append({**base, "choices": [], "usage": self._usage(body, len(pieces))})
-        for chunk in chunks:
+        for i, chunk in enumerate(chunks):
             self._send_chunk(f"data: {json.dumps(chunk)}\n\n")
+            if i == 1 and fake.hold_after_first is not None:
+                fake.hold_after_first.wait(HOLD_S)
         self._send_chunk("data: [DONE]\n\n")
         self.wfile.write(b"0\r\n\r\n")
 

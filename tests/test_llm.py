@@ -3,6 +3,7 @@ server (real databricks-sdk and requests clients), the auto factory, and spoken_
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from dataclasses import replace
@@ -21,7 +22,7 @@ from core.llm import (
     spoken_text,
 )
 from core.types import ChatMessage, Reply
-from tests.fake_databricks import FakeServing, FakeServingServer
+from tests.fake_databricks import HOLD_S, FakeServing, FakeServingServer
 
 TOKEN = "dapi-fake-secret-0123456789"
 OPENAI_KEY = "sk-fake-secret-9876543210"
@@ -148,6 +149,17 @@ def test_databricks_streams_through_the_openai_compatible_route(databricks: Fake
     assert (reply.prompt_tokens, reply.completion_tokens) == (FakeServing.prompt_tokens(body), len(deltas))
     assert (reply.backend, reply.model, reply.finish_reason) == ("databricks", ENDPOINT, "stop")
     assert [r.path for r in fake.requests if r.method == "GET"] == ["/.well-known/databricks-config"]
+
+
+def test_databricks_deltas_arrive_while_the_server_is_still_generating(databricks: FakeServingServer) -> None:
+    databricks.fake.hold_after_first = threading.Event()
+    stream = DatabricksLLM(LLMConfig()).stream(QUESTION)
+    started = time.perf_counter()
+    first = next(stream)
+    assert time.perf_counter() - started < HOLD_S - 1  # not buffered until the server finishes
+    databricks.fake.hold_after_first.set()
+    deltas, reply = split([first, *stream])
+    assert reply.text == databricks.fake.answer
 
 
 def test_databricks_stream_without_usage_estimates_it(databricks: FakeServingServer) -> None:

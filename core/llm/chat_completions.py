@@ -52,6 +52,7 @@ def _error_detail(body: str) -> str:
 
 
 def estimate_tokens(text: str) -> int:
+    """A rough token count (about 4 characters per token) for servers that report no usage."""
     return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
@@ -87,7 +88,6 @@ class ChatCompletionsLLM(LLMBackend, ABC):
         usage: dict[str, Any] = {}
         finish = "stop"
         chunks = 0
-        text_chars = 0
         timeout = self.config.timeout_s
         with self._session.post(url, json=body, headers=dict(headers), stream=True, timeout=timeout) as r:
             if r.status_code >= 400:
@@ -106,7 +106,6 @@ class ChatCompletionsLLM(LLMBackend, ABC):
                     text = content_text((choice.get("delta") or {}).get("content"))
                     if text:
                         chunks += 1
-                        text_chars += len(text)
                         yield text
                     finish = choice.get("finish_reason") or finish
         if usage:
