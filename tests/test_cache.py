@@ -184,9 +184,9 @@ def test_default_threshold_separates_rewordings_from_near_misses(embedder: Embed
     a = [normalise_question(r["a"]) for r in rows]
     b = [normalise_question(r["b"]) for r in rows]
     similarity = (embedder.embed(a) * embedder.embed(b)).sum(axis=1)
-    decided = [is_same_question(x, y, float(s), DEFAULT_SIMILARITY) for x, y, s in zip(a, b, similarity)]
-    true_hits = sum(d and r["same"] for d, r in zip(decided, rows))
-    false_hits = sum(d and not r["same"] for d, r in zip(decided, rows))
+    decided = [is_same_question(x, y, float(s), DEFAULT_SIMILARITY) for x, y, s in zip(a, b, similarity, strict=True)]
+    true_hits = sum(d and r["same"] for d, r in zip(decided, rows, strict=True))
+    false_hits = sum(d and not r["same"] for d, r in zip(decided, rows, strict=True))
     rewordings = sum(r["same"] for r in rows)
     assert true_hits / rewordings >= 0.7
     assert false_hits <= 1 and true_hits / (true_hits + false_hits) >= 0.9

@@ -5,6 +5,7 @@ fake workspace (real databricks-sdk client)."""
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import json
 import logging
 from collections.abc import Iterator
@@ -93,7 +94,7 @@ def test_long_sections_split_under_the_cap_with_overlap() -> None:
     chunks = chunk_section("a.md", Section("A", paragraphs))
     assert len(chunks) >= 3
     assert all(len(c.text.replace("…", "").split()) <= MAX_CHUNK_WORDS for c in chunks)
-    for before, after in zip(chunks, chunks[1:]):
+    for before, after in itertools.pairwise(chunks):
         assert after.text.startswith("… " + " ".join(before.text.split()[-OVERLAP_WORDS:]))
     words = {w for c in chunks for w in c.text.split()}
     assert all(w in words for p in paragraphs for w in p.split())
@@ -123,7 +124,7 @@ def test_recall_at_3_on_labelled_questions(demo_index: LocalVectorIndex) -> None
     assert all(set(row) == {"question", "source"} and (KB_DIR / row["source"]).is_file() for row in rows)
     found = [row["source"] in [p.source for p in demo_index.search(row["question"], 3)] for row in rows]
     recall = sum(found) / len(rows)
-    misses = [row["question"] for row, ok in zip(rows, found) if not ok]
+    misses = [row["question"] for row, ok in zip(rows, found, strict=True) if not ok]
     assert recall >= MIN_RECALL_AT_3, f"recall@3 {recall:.2f}; missed: {misses}"
 
 

@@ -187,7 +187,7 @@ class DatabricksVectorSearch(RetrievalBackend):
             raise RuntimeError(f"index {self.index_name} returned no column(s) {missing}; it has {names}")
         passages = []
         for row in rows[:k]:
-            value = dict(zip(names, row))
+            value = dict(zip(names, row, strict=True))
             title = value[self.columns[2]] if len(self.columns) == 3 else ""
             passages.append(Passage(str(value[self.columns[0]] or ""), str(value[self.columns[1]] or ""),
                                     str(title or ""), float(value.get("score") or 0.0)))

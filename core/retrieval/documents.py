@@ -1,4 +1,4 @@
-"""Knowledge-base documents to citable chunks: read Markdown, text, HTML and PDF files, split them by heading and paragraph.
+"""Knowledge-base documents to citable chunks: read Markdown, text, HTML and PDF, split by heading and paragraph.
 
 A chunk keeps the file it came from and the heading it sits under, so an answer can cite both. Chunks hold at most
 ``MAX_CHUNK_WORDS`` words (all-MiniLM-L6-v2 reads only its first 256 word pieces, about 190 English words, so

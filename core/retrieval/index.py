@@ -27,7 +27,15 @@ from typing import Protocol
 
 import numpy as np
 
-from core.retrieval.documents import CHUNKER_VERSION, Chunk, SkippedFile, chunk_document, list_documents, read_document
+from core.retrieval.documents import (
+    CHUNKER_VERSION,
+    Chunk,
+    ReadDocument,
+    SkippedFile,
+    chunk_document,
+    list_documents,
+    read_document,
+)
 
 log = logging.getLogger(__name__)
 
@@ -161,16 +169,7 @@ class VectorIndex:
                     log.warning("Knowledge base: skipping %s: %s", source, result.reason)
                     skipped.append(result)
                     continue
-                for warning in result.warnings:
-                    log.warning("Knowledge base: %s: %s", source, warning)
-                chunks = chunk_document(result)
-                vectors = self.embedder.embed([c.embedding_text() for c in chunks]).astype(np.float32)
-                db.execute("DELETE FROM files WHERE source = ?", (source,))
-                db.execute("INSERT INTO files VALUES (?, ?, ?)", (source, digest, len(chunks)))
-                db.executemany(
-                    "INSERT INTO chunks (source, position, title, text, embedding) VALUES (?, ?, ?, ?, ?)",
-                    [(source, i, c.title, c.text, v.tobytes()) for i, (c, v) in enumerate(zip(chunks, vectors))],
-                )
+                self._store(db, result, digest)
                 present.add(source)
                 embedded.append(source)
             removed = sorted(set(stored) - present)
@@ -180,6 +179,20 @@ class VectorIndex:
                             time.perf_counter() - started)
         log.info("Knowledge base %s: %s", kb_dir, report.summary())
         return report
+
+    def _store(self, db: sqlite3.Connection, document: ReadDocument, digest: str) -> None:
+        """Replace a file's chunks with freshly embedded ones."""
+        for warning in document.warnings:
+            log.warning("Knowledge base: %s: %s", document.source, warning)
+        chunks = chunk_document(document)
+        vectors = self.embedder.embed([c.embedding_text() for c in chunks]).astype(np.float32)
+        db.execute("DELETE FROM files WHERE source = ?", (document.source,))
+        db.execute("INSERT INTO files VALUES (?, ?, ?)", (document.source, digest, len(chunks)))
+        db.executemany(
+            "INSERT INTO chunks (source, position, title, text, embedding) VALUES (?, ?, ?, ?, ?)",
+            [(document.source, i, c.title, c.text, v.tobytes())
+             for i, (c, v) in enumerate(zip(chunks, vectors, strict=True))],
+        )
 
     def _load(self) -> None:
         """Read every chunk and embedding into memory and recompute the fingerprint."""
