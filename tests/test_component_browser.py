@@ -65,8 +65,9 @@ WAIT_MS = 15_000
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
-def write_head_glb(path: Path, morph_names: list[str]) -> Path:
-    """Write an ellipsoid 'head' GLB (1.6 m high) with one morph target per name (each bulges its own patch)."""
+def write_head_glb(path: Path, morph_names: list[str], jaw_node: bool = False) -> Path:
+    """Write an ellipsoid 'head' GLB (1.6 m high) with one morph target per name (each bulges its own patch),
+    optionally with an empty child node named "Jaw" standing in for a jaw bone."""
     rings, segments = 24, 32
     theta = np.linspace(0, np.pi, rings + 1)[:, None]
     phi = np.linspace(0, 2 * np.pi, segments + 1)[None, :]
@@ -122,7 +123,10 @@ def write_head_glb(path: Path, morph_names: list[str]) -> Path:
     gltf = pygltflib.GLTF2(
         scene=0,
         scenes=[pygltflib.Scene(nodes=[0])],
-        nodes=[pygltflib.Node(mesh=0, name="head")],
+        nodes=[
+            pygltflib.Node(mesh=0, name="head", children=[1] if jaw_node else []),
+            *([pygltflib.Node(name="Jaw", translation=[0, 1.52, 0.03])] if jaw_node else []),
+        ],
         meshes=[pygltflib.Mesh(primitives=[primitive], extras={"targetNames": morph_names} if morph_names else {})],
         materials=[
             pygltflib.Material(
@@ -372,6 +376,24 @@ def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:
     s = state(page)
     assert s["avatarSource"] == "bare.glb" and "Keeping the current avatar" in s["errors"][-1]
     assert "error" in page.get_attribute("#avatar .avatar-status", "class")
+
+    errors += 1
+    page.evaluate("""() => {  // a 31 MB file over the 30 MB cap, made in the page
+        const input = document.querySelector('#avatar .avatar-file');
+        const files = new DataTransfer();
+        files.items.add(new File([new Uint8Array(31 * 1024 * 1024)], 'huge.glb'));
+        input.files = files.files;
+        input.dispatchEvent(new Event('change'));
+    }""")
+    page.wait_for_function(f"window.avatarState.errors.length > {errors}", timeout=WAIT_MS)
+    s = state(page)
+    assert "limit is 30.0 MB" in s["errors"][-1] and s["avatarSource"] == "bare.glb", s["errors"]
+
+    jawed = write_head_glb(tmp_path / "jawed.glb", [], jaw_node=True)
+    page.set_input_files("#avatar .avatar-file", str(jawed))
+    page.wait_for_function("window.avatarState.avatarSource === 'jawed.glb'", timeout=WAIT_MS)
+    report = state(page)["morphReport"]
+    assert report["mode"] == "jaw" and report["jawBone"] == "Jaw", report
 
     page.click("#avatar .avatar-reset")
     page.wait_for_function("window.avatarState.avatarSource === 'default'", timeout=WAIT_MS)
