@@ -13,7 +13,7 @@ import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -286,11 +286,6 @@ class CostBreakdown:
     def components(self) -> dict[str, float]:
         """Cost per component, keyed by the names in ``COMPONENTS``."""
         return {component: getattr(self, f"{component}_usd") for component in COMPONENTS}
-
-    def as_dict(self) -> dict[str, Any]:
-        """All fields plus ``total_usd``, for logging and JSON."""
-        values = {f.name: getattr(self, f.name) for f in fields(self)}
-        return {**values, "unpriced": list(self.unpriced), "total_usd": self.total_usd}
 
 
 def _resolve(
