@@ -58,6 +58,16 @@ def clip_payload(clip: SpokenClip) -> dict[str, Any]:
     }
 
 
+def sources_note(done: TurnComplete) -> str:
+    """The citations (and a cache hit) shown under an answer in the chat."""
+    notes = []
+    if done.passages:
+        notes.append("Sources: " + "; ".join(dict.fromkeys(p.citation() for p in done.passages)))
+    if done.cache != "miss":
+        notes.append(f"Answered from the cache ({done.cache} match).")
+    return "".join(f"\n\n<sub>{note}</sub>" for note in notes)
+
+
 def avatar_state(state: str, turn_id: str = "") -> dict[str, Any]:
     """An avatar update that only changes its state (listening, thinking, idle)."""
     return {"turn_id": turn_id or f"state-{state}", "state": state, "clips": []}
@@ -112,7 +122,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     yield chat, payload, gr.skip(), history, gr.skip(), gr.skip()
                 elif isinstance(event, TurnComplete):
                     label = f"{event.emotion.label} ({event.emotion.confidence:.0%})"
-                    chat[-1] = {"role": "assistant", "content": event.reply.text}
+                    chat[-1] = {"role": "assistant", "content": event.reply.text + sources_note(event)}
                     history = [*history, {"role": "user", "content": user_text},
                                {"role": "assistant", "content": event.reply.text}]
                     if not payload["clips"]:
@@ -133,7 +143,13 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             raise gr.Error(exc.user_message()) from exc
         done = events[-1]
         lipsync = {**done.track.to_rhubarb(done.wav_path), "oculus": track_payload(done.track)["keyframes"]}
-        return done.reply.text, done.wav_path, lipsync, {**emotion_payload(done.emotion), "timings_s": dict(done.timings_s)}
+        details = {
+            **emotion_payload(done.emotion),
+            "timings_s": dict(done.timings_s),
+            "sources": [p.citation() for p in done.passages],
+            "cache": done.cache,
+        }
+        return done.reply.text, done.wav_path, lipsync, details
 
     def status_markdown() -> str:
         return "\n".join(f"- {s.line()}" for s in pipeline.statuses())

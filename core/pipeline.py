@@ -6,8 +6,11 @@ before the reply is complete.
 
 from __future__ import annotations
 
+import functools
+import hashlib
 import logging
 import queue
+import re
 import threading
 import time
 import uuid
@@ -20,16 +23,19 @@ import numpy as np
 from core.audio import load_audio
 from core.asr import ASRBackend, create_asr
 from core.backend import BackendStatus, StageBackend
+from core.cache import CachedResponse, ResponseCache, RetrievalCache
 from core.clauses import split_clauses
 from core.config import AppConfig
 from core.emotion import EmotionBackend, create_emotion
 from core.errors import InputError, PipelineError
 from core.lipsync import LipsyncBackend, create_lipsync, join_tracks
 from core.llm import LLMBackend, create_llm, spoken_text
+from core.retrieval import RetrievalBackend, create_retrieval, format_context
 from core.tts import TTSBackend, create_tts, write_wav
 from core.types import (
     ChatMessage,
     Emotion,
+    Passage,
     Reply,
     ReplyDelta,
     Speech,
@@ -45,6 +51,13 @@ log = logging.getLogger(__name__)
 
 _END = object()
 """Marks the end of the producer's queue."""
+
+FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|their|he|she|him|her|there|then|again|more|else|"
+                       r"too|also|why|how come)\b", re.IGNORECASE)
+"""Words that make a question lean on the conversation so far: such questions skip the response cache."""
+
+EMPATHY_MIN_CONFIDENCE = 0.5
+"""The user's emotion is mentioned to the LLM when it is not neutral and at least this confident."""
 
 
 def _limit_torch_threads(threads: int) -> None:
@@ -85,6 +98,10 @@ class Stages:
         return self._get("emotion", lambda: create_emotion(self.config))
 
     @property
+    def retrieval(self) -> RetrievalBackend:
+        return self._get("retrieval", lambda: create_retrieval(self.config))
+
+    @property
     def lipsync(self) -> LipsyncBackend:
         cfg = self.config.lipsync
         return self._get("lipsync", lambda: create_lipsync(cfg.backend, rhubarb_path=cfg.rhubarb_path))
@@ -120,12 +137,30 @@ class Pipeline:
     def statuses(self) -> list[BackendStatus]:
         """The backend each stage uses and why a preferred one is not; a stage that cannot load says why."""
         result = []
-        for stage in ("llm", "asr", "tts", "emotion", "lipsync"):
+        for stage in ("llm", "retrieval", "asr", "tts", "emotion", "lipsync"):
             try:
                 result.append(getattr(self.stages, stage).status())
             except PipelineError as exc:
                 result.append(BackendStatus(stage.upper(), "unavailable", exc.user_message()))
         return result
+
+    # -- caches -----------------------------------------------------------------------------------------------
+
+    @functools.cached_property
+    def retrieval_cache(self) -> RetrievalCache:
+        """Passages already found for a question (or a rewording of it)."""
+        return RetrievalCache(threshold=self.config.retrieval.cache_similarity)
+
+    @functools.cached_property
+    def response_cache(self) -> ResponseCache:
+        """Whole spoken replies, persisted; valid for this knowledge base, model, voice and persona only."""
+        settings = "|".join((self.stages.llm.description, self.stages.tts.description, self.config.llm.system_prompt))
+        return ResponseCache(
+            self.config.cache_dir,
+            self.stages.retrieval.fingerprint(),
+            settings_key=hashlib.sha256(settings.encode()).hexdigest()[:16],
+            threshold=self.config.retrieval.cache_similarity,
+        )
 
     # -- input ------------------------------------------------------------------------------------------------
 
@@ -173,13 +208,52 @@ class Pipeline:
             cleaned = self.check_text(text)
             user = UserTurn(text=cleaned, emotion=self.stages.emotion.classify(cleaned))
         yield user
-        messages = self._messages(history, user.text)
-        yield from self._speak_reply(messages, started, timings, cancel or threading.Event())
+        cacheable = not history or not FOLLOW_UP.search(user.text)
+        if cacheable:
+            found = self.response_cache.lookup(user.text)
+            timings["cache_lookup_s"] = found.seconds
+            if found.value is not None:
+                yield from self._replay(found.value, found.kind, started, timings)
+                return
+        t0 = time.perf_counter()
+        passages, _ = self.retrieval_cache.search(self.stages.retrieval, user.text, self.config.retrieval.top_k)
+        timings["retrieval_s"] = time.perf_counter() - t0
+        messages = self._messages(history, user.text, passages, user.emotion)
+        clips: list[SpokenClip] = []
+        for event in self._speak_reply(messages, started, timings, cancel or threading.Event(), tuple(passages)):
+            if isinstance(event, SpokenClip):
+                clips.append(event)
+            elif cacheable and isinstance(event, TurnComplete):
+                self.response_cache.put(user.text, clips, event, passages)
+            yield event
 
-    def _messages(self, history: Sequence[ChatMessage], question: str) -> list[ChatMessage]:
-        """The system prompt, the most recent history within the window, and the new question."""
+    def _replay(self, cached: CachedResponse, kind: str, started: float, timings: dict[str, float]
+                ) -> Iterator[TurnEvent]:
+        """Answer from the response cache: the stored text, clips and track, with no LLM or TTS call."""
+        turn_id = uuid.uuid4().hex[:12]
+        yield ReplyDelta(cached.reply.text)
+        for clip in cached.replay(turn_id):
+            timings.setdefault("first_audio_s", time.perf_counter() - started)
+            yield clip
+        timings["total_s"] = time.perf_counter() - started
+        yield TurnComplete(cached.reply, cached.emotion, cached.wav_path, cached.track, dict(timings),
+                           passages=cached.passages, cache=kind)
+
+    def _messages(
+        self,
+        history: Sequence[ChatMessage],
+        question: str,
+        passages: Sequence[Passage] = (),
+        user_emotion: Emotion | None = None,
+    ) -> list[ChatMessage]:
+        """The system prompt (with retrieved passages and the user's mood), the recent history, and the question."""
+        system = self.config.llm.system_prompt
+        if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
+            system += f"\nThe user seems to feel {user_emotion.label}; answer with empathy."
+        if passages:
+            system += "\n\n" + format_context(passages)
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
-        return [ChatMessage("system", self.config.llm.system_prompt), *window, ChatMessage("user", question)]
+        return [ChatMessage("system", system), *window, ChatMessage("user", question)]
 
     def _produce(self, messages: list[ChatMessage], out: queue.Queue, cancel: threading.Event) -> None:
         """Producer thread: stream the LLM, pass deltas and finished clauses on, then the Reply (or the error)."""
@@ -206,7 +280,12 @@ class Pipeline:
             out.put(_END)
 
     def _speak_reply(
-        self, messages: list[ChatMessage], started: float, timings: dict[str, float], cancel: threading.Event
+        self,
+        messages: list[ChatMessage],
+        started: float,
+        timings: dict[str, float],
+        cancel: threading.Event,
+        passages: tuple[Passage, ...],
     ) -> Iterator[TurnEvent]:
         out: queue.Queue = queue.Queue()
         llm_started = time.perf_counter()
@@ -248,7 +327,7 @@ class Pipeline:
         if reply is None:
             raise PipelineError("The reply was cancelled before it finished.")
         timings.update(tts_s=tts_s, lipsync_s=lipsync_s, total_s=time.perf_counter() - started)
-        yield self._complete(turn_id, reply, speeches, clips, timings)
+        yield self._complete(turn_id, reply, speeches, clips, timings, passages)
 
     def _clip(
         self, turn_id: str, index: int, text: str, speech: Speech, track: VisemeTrack, offset_s: float
@@ -267,7 +346,13 @@ class Pipeline:
         )
 
     def _complete(
-        self, turn_id: str, reply: Reply, speeches: list[Speech], clips: list[SpokenClip], timings: dict[str, float]
+        self,
+        turn_id: str,
+        reply: Reply,
+        speeches: list[Speech],
+        clips: list[SpokenClip],
+        timings: dict[str, float],
+        passages: tuple[Passage, ...],
     ) -> TurnComplete:
         """Join the clips into one audio file and one track, and read the emotion of the whole reply."""
         rate = speeches[0].sample_rate if speeches else 22050
@@ -284,4 +369,4 @@ class Pipeline:
             StageMetrics("lipsync", track.source, timings["lipsync_s"]),
         )
         emotion: Emotion = self.stages.emotion.classify(reply.text)
-        return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics)
+        return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, passages)

@@ -63,6 +63,20 @@ class Reply:
 
 
 @dataclass(frozen=True, slots=True)
+class Passage:
+    """A retrieved piece of the knowledge base: its text, where it comes from (file and heading) and its score."""
+
+    text: str
+    source: str
+    title: str
+    score: float
+
+    def citation(self) -> str:
+        """``file › heading``, e.g. ``costs.md › Why pay per token``."""
+        return f"{self.source} › {self.title}" if self.title else self.source
+
+
+@dataclass(frozen=True, slots=True)
 class PhonemeTiming:
     """One phoneme and where it sits in a piece of speech.
 
@@ -202,6 +216,8 @@ class TurnComplete:
     track: VisemeTrack
     timings_s: Mapping[str, float]
     metrics: tuple[StageMetrics, ...] = ()
+    passages: tuple[Passage, ...] = ()
+    cache: str = "miss"  # "miss", or how a cached reply was found: "exact" or "semantic"
 
 
 TurnEvent = UserTurn | ReplyDelta | SpokenClip | TurnComplete
