@@ -25,9 +25,9 @@ class LLMConfig:
     backend: str = "auto"  # auto | local | databricks | openai
     model_path: str = ""  # explicit GGUF for the local backend
     max_tokens: int = 96
-    temperature: float = 0.7
+    temperature: float = 0.3  # SmolLM2-135M answers sensibly far more often at 0.3 than at 0.7 (measured)
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    threads: int = 2
+    threads: int = 1  # one core for the LLM, one for TTS of the previous clause
     databricks_endpoint: str = "databricks-meta-llama-3-1-8b-instruct"
     openai_base_url: str = ""
     openai_api_key: str = ""
