@@ -110,6 +110,10 @@ def load_motion(path: Path = MOTION_PATH) -> dict[str, Any]:
     idle = motion.get("idle")
     if not isinstance(idle, dict) or not idle:
         raise ConfigError(f"{path}: 'idle' must be an object of motion parameters")
+    for key, val in idle.items():
+        numbers = val if isinstance(val, list) and len(val) == 2 else [val]
+        if not all(isinstance(v, int | float) and not isinstance(v, bool) and v >= 0 for v in numbers):
+            raise ConfigError(f"{path} idle.{key} must be a non-negative number or a [low, high] range")
     channels = motion.get("channels")
     if not isinstance(channels, dict) or not all(
         isinstance(names, str) or (isinstance(names, list) and all(isinstance(n, str) for n in names))

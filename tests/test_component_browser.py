@@ -343,7 +343,7 @@ def test_emotion_raises_its_morphs(page, emotion: str) -> None:
     assert all(w < 0.05 for w in others.values()), (emotion, others)
 
 
-def test_states_switch(page, artifacts: Path) -> None:
+def test_states_switch(page) -> None:
     send(page, turn_id="listen", state="listening")
     page.wait_for_function("window.avatarState.state === 'listening'", timeout=WAIT_MS)
     page.wait_for_function("window.avatarState.morphs.browInnerUp > 0.2", timeout=WAIT_MS)
@@ -352,7 +352,6 @@ def test_states_switch(page, artifacts: Path) -> None:
     page.wait_for_function(
         "window.avatarState.morphs.eyeLookUpLeft > 0.3 && window.avatarState.morphs.browDownLeft > 0.2", timeout=WAIT_MS
     )
-    page.locator("#avatar").screenshot(path=str(artifacts / "avatar_thinking.png"))
     send(page, turn_id="rest", state="idle")
     page.wait_for_function("window.avatarState.state === 'idle'", timeout=WAIT_MS)
     assert page.locator("#avatar canvas").count() == 1  # value updates never re-render the canvas away

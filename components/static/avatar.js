@@ -207,9 +207,12 @@
     const arkitFound = arkitNames.filter(has);
     const exprNames = [...new Set(Object.values(expressions).flatMap((pose) => Object.keys(pose)))];
     const exprFound = exprNames.filter(has);
-    headBone = findBone(root, (n) => n === 'head' || n.endsWith('head') || n.includes('head') && !n.includes('end') && !n.includes('top'));
+    headBone = findBone(root, (n) => n.includes('head') && !/end|top/.test(n));
     jawBone = findBone(root, (n) => n.includes('jaw'));
-    eyeBones = ['left', 'right'].map((side) => findBone(root, (n) => n.includes('eye') && n.includes(side) && !n.includes('lid'))).filter(Boolean);
+    const eyeMorphs = [...channels.look_left, ...channels.look_right].every(has);
+    eyeBones = eyeMorphs ? [] : ['left', 'right']  // eye bones only when there are no eyeLook morphs
+      .map((side) => findBone(root, (n) => n.includes('eye') && n.includes(side) && !n.includes('lid')))
+      .filter(Boolean);
     restQuat.clear();
     for (const b of [headBone, jawBone, ...eyeBones]) if (b) restQuat.set(b, b.quaternion.clone());
 
@@ -237,7 +240,7 @@
     return {
       source, mode, meshes, morphCount: morphIndex.size, morphNames: [...morphIndex.values()].map((m) => m.name),
       visemesFound, arkitFound, expressionMorphsFound: exprFound, blink,
-      gaze: channels.look_left.every(has) || eyeBones.length === 2,
+      gaze: eyeMorphs || eyeBones.length === 2,
       headBone: headBone ? headBone.name : null, jawBone: jawBone ? jawBone.name : null, warnings,
     };
   }
