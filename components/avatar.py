@@ -143,6 +143,25 @@ def _file_payload(audio: Any, where: str) -> dict[str, Any]:
     raise ValueError(f"{where}: audio must be a file path or a FileData dict, got {type(audio).__name__}")
 
 
+def track_payload(track: VisemeTrack) -> dict[str, Any]:
+    """A viseme track as the player reads it: Rhubarb mouth cues and keyframes of ``viseme_*`` morph weights."""
+    return {
+        "mouth_cues": [{"start": c.start_s, "end": c.end_s, "value": c.shape} for c in track.mouth_cues],
+        "keyframes": [
+            {"t": k.time_s, "w": {f"viseme_{v}": float(w) for v, w in k.weights.items()}} for k in track.keyframes
+        ],
+    }
+
+
+def emotion_payload(emotion: Emotion, intensity: float | None = None) -> dict[str, Any]:
+    """An emotion as the player reads it; ``intensity`` defaults to the emotion's confidence."""
+    return {
+        "label": emotion.label,
+        "scores": {label: float(s) for label, s in emotion.scores.items()},
+        "intensity": float(emotion.confidence if intensity is None else intensity),
+    }
+
+
 def avatar_clip(
     audio_path: str | Path,
     track: VisemeTrack,
@@ -151,27 +170,13 @@ def avatar_clip(
     emotion: Emotion | None = None,
     intensity: float | None = None,
 ) -> dict[str, Any]:
-    """Build one clip of the payload from a WAV file, its viseme track and (optionally) an emotion.
-
-    ``intensity`` defaults to the emotion's confidence; keyframe weights keep only the non-zero visemes.
-    """
+    """Build one clip of the payload from a WAV file, its viseme track and (optionally) an emotion."""
     return {
         "audio": str(audio_path),
         "offset_s": float(offset_s),
         "duration_s": float(track.duration_s),
-        "track": {
-            "mouth_cues": [{"start": c.start_s, "end": c.end_s, "value": c.shape} for c in track.mouth_cues],
-            "keyframes": [
-                {"t": k.time_s, "w": {f"viseme_{v}": float(w) for v, w in k.weights.items()}} for k in track.keyframes
-            ],
-        },
-        "emotion": None
-        if emotion is None
-        else {
-            "label": emotion.label,
-            "scores": {label: float(s) for label, s in emotion.scores.items()},
-            "intensity": float(emotion.confidence if intensity is None else intensity),
-        },
+        "track": track_payload(track),
+        "emotion": None if emotion is None else emotion_payload(emotion, intensity),
     }
 
 

@@ -123,8 +123,8 @@ class TurnLog:
         *,
         router: str | None = None,
         timestamp: float | None = None,
-    ) -> int:
-        """Store a finished turn with its cost under every preset; returns its row id.
+    ) -> dict[str, CostBreakdown]:
+        """Store a finished turn with its cost under every preset; returns those costs by preset name.
 
         The spoken question's audio length and ASR backend come from ``user.transcript`` when the pipeline records
         no "asr" StageMetrics.
@@ -157,7 +157,8 @@ class TurnLog:
         }
         row["user_emotion"], row["user_emotion_score"] = _emotion(user.emotion)
         row["reply_emotion"], row["reply_emotion_score"] = _emotion(done.emotion)
-        return self._insert(row, done.timings_s, costs.values())
+        self._insert(row, done.timings_s, costs.values())
+        return costs
 
     def record_error(
         self,

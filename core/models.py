@@ -84,6 +84,6 @@ def resolve_model(
             path = _from_hub(hub_repo, hub_filename)
             return ResolvedModel(path, f"hub:{hub_repo}")
         except Exception as exc:  # noqa: BLE001 - any hub failure means "not available"; the reason is reported
-            reason = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
-            tried.append(f"hub {hub_repo} not reachable or not cached ({type(exc).__name__}: {reason[:160]})")
+            log.info("hub download of %s failed: %s", hub_repo, exc)
+            tried.append(f"hub {hub_repo} is not cached here and could not be downloaded ({type(exc).__name__})")
     raise ModelNotFoundError(stage, backend, f"{what} not found: " + "; ".join(tried) + ".")

@@ -15,13 +15,15 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from core.audio import load_audio
+from core.analytics import TurnLog
 from core.asr import ASRBackend, create_asr
+from core.audio import load_audio
 from core.backend import BackendStatus, StageBackend
 from core.cache import CachedResponse, ResponseCache, RetrievalCache
 from core.clauses import split_clauses
@@ -147,6 +149,11 @@ class Pipeline:
     # -- caches -----------------------------------------------------------------------------------------------
 
     @functools.cached_property
+    def turn_log(self) -> TurnLog:
+        """Every turn with its latencies, usage, cost and emotions (SQLite under the cache folder)."""
+        return TurnLog.for_config(self.config)
+
+    @functools.cached_property
     def retrieval_cache(self) -> RetrievalCache:
         """Passages already found for a question (or a rewording of it)."""
         return RetrievalCache(threshold=self.config.retrieval.cache_similarity)
@@ -178,7 +185,7 @@ class Pipeline:
 
     def transcribe_file(self, path: str | Path) -> UserTurn:
         """Decode an audio file of any common format, transcribe it, and read the user's emotion."""
-        audio = load_audio(path, 16000)
+        audio = load_audio(path, 16000, max_s=self.config.asr.max_audio_s)
         transcript = self.stages.asr.transcribe(audio)
         text = self.check_text(transcript.text)
         return UserTurn(text=text, emotion=self.stages.emotion.classify(text), transcript=transcript)
@@ -192,13 +199,34 @@ class Pipeline:
         text: str | None = None,
         audio_path: str | Path | None = None,
         cancel: threading.Event | None = None,
+        session_id: str = "default",
     ) -> Iterator[TurnEvent]:
-        """Run one turn from typed text or an audio file, yielding events as they happen.
+        """Run one turn from typed text or an audio file, yielding events as they happen; log it with its cost.
 
         Raises:
             InputError: the input cannot be used (nothing is lost: the history is unchanged).
             BackendError: a stage failed.
         """
+        user: UserTurn | None = None
+        try:
+            for event in self._turn_events(history, text, audio_path, cancel):
+                if isinstance(event, UserTurn):
+                    user = event
+                elif isinstance(event, TurnComplete) and user is not None:
+                    costs = self.turn_log.record_turn(session_id, user, event)
+                    event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()})
+                yield event
+        except PipelineError as exc:
+            self.turn_log.record_error(session_id, user.text if user else (text or ""), exc, user=user)
+            raise
+
+    def _turn_events(
+        self,
+        history: Sequence[ChatMessage],
+        text: str | None,
+        audio_path: str | Path | None,
+        cancel: threading.Event | None,
+    ) -> Iterator[TurnEvent]:
         started = time.perf_counter()
         timings: dict[str, float] = {}
         if audio_path is not None and not (text or "").strip():
@@ -216,15 +244,19 @@ class Pipeline:
                 yield from self._replay(found.value, found.kind, started, timings)
                 return
         t0 = time.perf_counter()
-        passages, _ = self.retrieval_cache.search(self.stages.retrieval, user.text, self.config.retrieval.top_k)
+        passages, lookup = self.retrieval_cache.search(self.stages.retrieval, user.text, self.config.retrieval.top_k)
         timings["retrieval_s"] = time.perf_counter() - t0
+        retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
+                                 units={"queries": 0 if lookup.hit else 1})
         messages = self._messages(history, user.text, passages, user.emotion)
         clips: list[SpokenClip] = []
         for event in self._speak_reply(messages, started, timings, cancel or threading.Event(), tuple(passages)):
             if isinstance(event, SpokenClip):
                 clips.append(event)
-            elif cacheable and isinstance(event, TurnComplete):
-                self.response_cache.put(user.text, clips, event, passages)
+            elif isinstance(event, TurnComplete):
+                event = replace(event, metrics=(*event.metrics, retrieval))
+                if cacheable:
+                    self.response_cache.put(user.text, clips, event, passages)
             yield event
 
     def _replay(self, cached: CachedResponse, kind: str, started: float, timings: dict[str, float]
@@ -236,7 +268,8 @@ class Pipeline:
             timings.setdefault("first_audio_s", time.perf_counter() - started)
             yield clip
         timings["total_s"] = time.perf_counter() - started
-        yield TurnComplete(cached.reply, cached.emotion, cached.wav_path, cached.track, dict(timings),
+        hit = StageMetrics("cache", "response", timings.get("cache_lookup_s", 0.0), units={"hit": 1})
+        yield TurnComplete(cached.reply, cached.emotion, cached.wav_path, cached.track, dict(timings), (hit,),
                            passages=cached.passages, cache=kind)
 
     def _messages(

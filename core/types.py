@@ -218,6 +218,7 @@ class TurnComplete:
     metrics: tuple[StageMetrics, ...] = ()
     passages: tuple[Passage, ...] = ()
     cache: str = "miss"  # "miss", or how a cached reply was found: "exact" or "semantic"
+    costs_usd: Mapping[str, float] = field(default_factory=dict)  # the turn's cost under each price preset
 
 
 TurnEvent = UserTurn | ReplyDelta | SpokenClip | TurnComplete
