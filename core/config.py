@@ -44,6 +44,7 @@ class ASRConfig:
     model: str = "tiny.en"  # a whisper.cpp model name, or a path to a ggml file
     threads: int = 2
     max_audio_s: float = 60.0
+    vad_pause_s: float = 0.8  # hands-free mode: a pause this long ends the user's spoken turn
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
     )
     lipsync = LipsyncConfig(
         backend=_get(env, "AVATAR_LIPSYNC", LipsyncConfig.backend),
+        vad_pause_s=_get_float(env, "AVATAR_VAD_PAUSE_S", ASRConfig.vad_pause_s),
         rhubarb_path=_get(env, "AVATAR_RHUBARB_PATH", ""),
     )
     retrieval = RetrievalConfig(
