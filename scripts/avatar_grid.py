@@ -1,0 +1,151 @@
+"""Screenshot the real Avatar component (three.js in headless Chromium) in every emotion and a few visemes as one grid.
+
+``python scripts/avatar_grid.py [--glb PATH] [--out docs/avatar_grid.png]`` serves a tiny Gradio app with
+``components.avatar.Avatar``, poses the avatar by sending it frames (a silent clip that holds one viseme, with an
+emotion at intensity 1), screenshots the canvas once the pose has blended in, and composes the labelled shots into
+one PNG. Blinks, saccades, head sway and breathing are switched off in this app only, so every still is sharp and
+looks at the camera. Needs Debian's ``/usr/bin/chromium``, playwright and Pillow.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+import tempfile
+import time
+import wave
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+from components.avatar import DEFAULT_GLB, Avatar, avatar_clip, avatar_frame  # noqa: E402
+from core.types import EMOTION_LABELS, Emotion, MouthCue, VisemeKey, VisemeTrack  # noqa: E402
+from tests.browser import launch_chromium, serve_blocks  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+DEFAULT_OUT = ROOT / "docs" / "avatar_grid.png"
+CLIP_S = 4.0
+"""Length of the silent clip that holds a pose; shots are taken well inside it."""
+SETTLE_S = 1.3
+"""Time after playback starts before the shot: the mood (0.5 s) and viseme (18 Hz) blends have converged."""
+SPEECH_SHOTS: tuple[tuple[str, str], ...] = (("aa", "neutral"), ("O", "neutral"), ("PP", "neutral"),
+                                             ("FF", "neutral"), ("E", "joy"))
+"""(viseme, emotion) of the mid-speech shots."""
+STILL_MOTION = {"blink_interval_s": [1e6, 1e6], "saccade_amplitude": 0.0, "head_sway_rad": 0.0,
+                "breath_amplitude": 0.0}
+TILE_PX, LABEL_PX, GAP_PX, COLUMNS = 400, 34, 6, 4
+HIDE_OVERLAYS = ".avatar-status, .avatar-toolbar { display: none !important; }"
+
+
+def silent_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
+    """Write a mono 16-bit WAV of silence."""
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(rate)
+        w.writeframes(b"\0\0" * int(seconds * rate))
+    return path
+
+
+def pose_frame(turn_id: str, wav: Path, viseme: str, emotion: str) -> dict:
+    """A speaking frame whose one clip holds ``viseme`` at weight 1 and shows ``emotion`` at intensity 1."""
+    track = VisemeTrack(CLIP_S, (MouthCue(0.0, CLIP_S, "X"),),
+                        (VisemeKey(0.0, {viseme: 1.0}), VisemeKey(CLIP_S, {viseme: 1.0})))
+    mood = Emotion(emotion, {label: float(label == emotion) for label in EMOTION_LABELS}, "avatar_grid")
+    return avatar_frame(turn_id, "speaking", [avatar_clip(wav, track, emotion=mood, intensity=1.0)])
+
+
+def build_app(glb: Path, wav: Path):
+    """The Gradio app: the avatar (still motion) and a hidden command box whose Send poses it."""
+    import gradio as gr
+
+    def send(command: str) -> dict:
+        cmd = json.loads(command)
+        return pose_frame(cmd["turn_id"], wav, cmd["viseme"], cmd["emotion"])
+
+    with gr.Blocks() as demo:
+        avatar = Avatar(glb_path=glb, height=TILE_PX, allow_upload=False, elem_id="avatar")
+        avatar.props["motion"]["idle"].update(STILL_MOTION)
+        command = gr.Textbox(elem_id="command")
+        gr.Button("Send", elem_id="send").click(send, command, avatar)
+    return demo
+
+
+def shoot(page, turn_id: str, viseme: str, emotion: str, path: Path) -> None:
+    """Pose the avatar, wait for the blend, and screenshot its canvas."""
+    page.fill("#command textarea", json.dumps({"turn_id": turn_id, "viseme": viseme, "emotion": emotion}))
+    page.click("#send")
+    page.wait_for_function(
+        f"window.avatarState.turnId === {json.dumps(turn_id)} && window.avatarState.playing"
+        f" && window.avatarState.playbackTime > {SETTLE_S}",
+        timeout=30_000,
+    )
+    page.locator("#avatar canvas").screenshot(path=str(path))
+
+
+def compose(shots: list[tuple[str, Path]], out: Path) -> None:
+    """Lay the shots out in a labelled grid."""
+    from PIL import Image, ImageDraw, ImageFont
+
+    rows = -(-len(shots) // COLUMNS)
+    cell_h = TILE_PX + LABEL_PX
+    sheet = Image.new("RGB", (COLUMNS * (TILE_PX + GAP_PX) + GAP_PX, rows * (cell_h + GAP_PX) + GAP_PX), "#101318")
+    draw = ImageDraw.Draw(sheet)
+    try:
+        font = ImageFont.truetype("DejaVuSans.ttf", 20)
+    except OSError:
+        font = ImageFont.load_default()
+    for i, (label, path) in enumerate(shots):
+        r, c = divmod(i, COLUMNS)
+        x, y = GAP_PX + c * (TILE_PX + GAP_PX), GAP_PX + r * (cell_h + GAP_PX)
+        tile = Image.open(path).convert("RGB")
+        side = min(tile.size)
+        left, top = (tile.width - side) // 2, (tile.height - side) // 2
+        sheet.paste(tile.crop((left, top, left + side, top + side)).resize((TILE_PX, TILE_PX)), (x, y + LABEL_PX))
+        draw.text((x + TILE_PX / 2, y + LABEL_PX / 2), label, fill="#e5e9f0", font=font, anchor="mm")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    sheet.save(out, optimize=True)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Serve the avatar, take the shots, write the grid."""
+    from playwright.sync_api import sync_playwright
+
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--glb", type=Path, default=DEFAULT_GLB)
+    parser.add_argument("--out", type=Path, default=DEFAULT_OUT)
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(message)s")
+    emotions = sorted(EMOTION_LABELS, key=lambda e: e != "neutral")  # neutral first, then the rest in order
+    plan = [(emotion, "sil", emotion) for emotion in emotions]
+    plan += [(f"speaking '{v}'" + ("" if e == "neutral" else f" + {e}"), v, e) for v, e in SPEECH_SHOTS]
+    with tempfile.TemporaryDirectory(prefix="avatar_grid_") as tmp:
+        work = Path(tmp)
+        demo = build_app(args.glb.resolve(), silent_wav(work / "silence.wav", CLIP_S))
+        with serve_blocks(demo) as url, sync_playwright() as playwright:
+            browser = launch_chromium(playwright)
+            page = browser.new_page(viewport={"width": TILE_PX + 40, "height": TILE_PX + 300})
+            page.goto(url)
+            page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=60_000)
+            page.add_style_tag(content=HIDE_OVERLAYS)
+            errors = page.evaluate("window.avatarState.errors")
+            if errors:
+                raise RuntimeError(f"the avatar reported errors: {errors}")
+            shots = []
+            for i, (label, viseme, emotion) in enumerate(plan):
+                path = work / f"shot_{i:02d}.png"
+                started = time.monotonic()
+                shoot(page, f"grid-{i}", viseme, emotion, path)
+                log.info("%-28s %.1f s", label, time.monotonic() - started)
+                shots.append((label, path))
+            browser.close()
+            compose(shots, args.out)
+    log.info("wrote %s", args.out)
+
+
+if __name__ == "__main__":
+    main()
