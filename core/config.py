@@ -26,6 +26,9 @@ class LLMConfig:
     model_path: str = ""  # explicit GGUF for the local backend
     max_tokens: int = 96
     temperature: float = 0.3  # SmolLM2-135M answers sensibly far more often at 0.3 than at 0.7 (measured)
+    grounded_temperature: float = 0.0  # turns with knowledge-base passages: stick to the passage (measured)
+    small: str = ""  # router's backend for simple questions: local, databricks[/endpoint], openai[/model]; "" = auto
+    large: str = ""  # router's backend for complex questions (same forms); "" = the small one
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
     threads: int = 1  # one core for the LLM, one for TTS of the previous clause
     databricks_endpoint: str = "databricks-meta-llama-3-1-8b-instruct"
@@ -95,6 +98,8 @@ class AppConfig:
     lipsync: LipsyncConfig = field(default_factory=LipsyncConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     max_text_chars: int = 500
+    streaming: bool = True  # speak each clause as soon as it is written (False: wait for the whole reply)
+    response_cache: bool = True  # replay stored replies to repeated self-contained questions
     torch_threads: int = 1  # small torch models (embeddings, VAD) run fastest on one thread beside the LLM
     cache_dir: Path = PROJECT_ROOT / ".cache"
     host: str = "127.0.0.1"
@@ -122,6 +127,15 @@ def _get_float(env: Mapping[str, str], name: str, default: float) -> float:
         raise ConfigError(f"{name} must be a number, got {raw!r}") from exc
 
 
+def _get_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
+    raw = _get(env, name, "1" if default else "0").lower()
+    if raw in ("1", "true", "yes", "on"):
+        return True
+    if raw in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
+
+
 def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
     """Build the configuration from environment variables (``os.environ`` unless ``env`` is given)."""
     env = os.environ if env is None else env
@@ -130,6 +144,9 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         model_path=_get(env, "AVATAR_LLM_MODEL_PATH", ""),
         max_tokens=_get_int(env, "AVATAR_LLM_MAX_TOKENS", LLMConfig.max_tokens),
         temperature=_get_float(env, "AVATAR_LLM_TEMPERATURE", LLMConfig.temperature),
+        grounded_temperature=_get_float(env, "AVATAR_LLM_GROUNDED_TEMPERATURE", LLMConfig.grounded_temperature),
+        small=_get(env, "AVATAR_LLM_SMALL", LLMConfig.small),
+        large=_get(env, "AVATAR_LLM_LARGE", LLMConfig.large),
         system_prompt=_get(env, "AVATAR_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
         threads=_get_int(env, "AVATAR_LLM_THREADS", LLMConfig.threads),
         databricks_endpoint=_get(env, "SERVING_ENDPOINT", LLMConfig.databricks_endpoint),
@@ -144,6 +161,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         model=_get(env, "AVATAR_ASR_MODEL", ASRConfig.model),
         threads=_get_int(env, "AVATAR_ASR_THREADS", ASRConfig.threads),
         max_audio_s=_get_float(env, "AVATAR_MAX_AUDIO_S", ASRConfig.max_audio_s),
+        vad_pause_s=_get_float(env, "AVATAR_VAD_PAUSE_S", ASRConfig.vad_pause_s),
     )
     tts = TTSConfig(
         backend=_get(env, "AVATAR_TTS", TTSConfig.backend),
@@ -155,7 +173,6 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
     )
     lipsync = LipsyncConfig(
         backend=_get(env, "AVATAR_LIPSYNC", LipsyncConfig.backend),
-        vad_pause_s=_get_float(env, "AVATAR_VAD_PAUSE_S", ASRConfig.vad_pause_s),
         rhubarb_path=_get(env, "AVATAR_RHUBARB_PATH", ""),
     )
     retrieval = RetrievalConfig(
@@ -178,6 +195,8 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         lipsync=lipsync,
         retrieval=retrieval,
         max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
+        streaming=_get_bool(env, "AVATAR_STREAMING", AppConfig.streaming),
+        response_cache=_get_bool(env, "AVATAR_RESPONSE_CACHE", AppConfig.response_cache),
         torch_threads=_get_int(env, "AVATAR_TORCH_THREADS", AppConfig.torch_threads),
         cache_dir=Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir))),
         host=_get(env, "GRADIO_SERVER_NAME", "0.0.0.0" if "DATABRICKS_APP_PORT" in env else AppConfig.host),

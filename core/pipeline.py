@@ -236,7 +236,7 @@ class Pipeline:
             cleaned = self.check_text(text)
             user = UserTurn(text=cleaned, emotion=self.stages.emotion.classify(cleaned))
         yield user
-        cacheable = not history or not FOLLOW_UP.search(user.text)
+        cacheable = self.config.response_cache and (not history or not FOLLOW_UP.search(user.text))
         if cacheable:
             found = self.response_cache.lookup(user.text)
             timings["cache_lookup_s"] = found.seconds
@@ -303,7 +303,9 @@ class Pipeline:
                     yield item
 
         try:
-            for clause in split_clauses(deltas()):
+            # Streaming speaks each clause as soon as it is written; otherwise the whole reply is one clip.
+            pieces = split_clauses(deltas()) if self.config.streaming else ["".join(deltas()).strip()]
+            for clause in filter(None, pieces):
                 out.put(clause)
             if reply_box:
                 out.put(reply_box[0])
@@ -329,8 +331,12 @@ class Pipeline:
         clips: list[SpokenClip] = []
         reply: Reply | None = None
         tts_s = lipsync_s = 0.0
+        interrupted = False
         try:
             while (item := out.get()) is not _END:
+                if cancel.is_set():  # the caller cancelled (barge-in): speak nothing more
+                    interrupted = True
+                    break
                 if isinstance(item, PipelineError):
                     raise item
                 if isinstance(item, Reply):
@@ -357,7 +363,7 @@ class Pipeline:
                     yield clip
         finally:
             cancel.set()
-        if reply is None:
+        if reply is None or interrupted:
             raise PipelineError("The reply was cancelled before it finished.")
         timings.update(tts_s=tts_s, lipsync_s=lipsync_s, total_s=time.perf_counter() - started)
         yield self._complete(turn_id, reply, speeches, clips, timings, passages)
