@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import logging
+import threading
 from collections.abc import Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
 
 import gradio as gr
 import pandas as pd
 
 from components.avatar import Avatar, avatar_clip, avatar_frame, emotion_payload, track_payload
+from components.voice_input import VoiceInput, read_utterance
 from core.config import AppConfig, load_config
 from core.errors import PipelineError
 from core.pipeline import Pipeline
@@ -18,7 +21,8 @@ from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTu
 log = logging.getLogger("avatar_assistant")
 
 TITLE = "Avatar Assistant"
-INTRO = "Ask a question by typing or with the microphone: the avatar answers aloud, offline, on the CPU."
+INTRO = ("Ask a question by typing or with the microphone: the avatar answers aloud, offline, on the CPU. "
+         "Speak or send a new question while it talks to interrupt it.")
 EXAMPLES = [
     "Hello! Who are you?",
     "How does the lip-sync work?",
@@ -37,6 +41,9 @@ LATENCY_LABELS = {
     "total_s": "turn total",
 }
 """The latency breakdown shown after each turn, in pipeline order."""
+INTERRUPTED = "*(interrupted)*"
+AVATAR_INTERRUPT_JS = "(heard, chat, history) => [window.avatarInterrupt?.() ?? null, chat, history]"
+"""Runs in the browser before a barge-in: stops the avatar at once and reports what of its turn was heard."""
 
 
 # -- what the chat, the panels and the API show ------------------------------------------------------------------
@@ -69,55 +76,135 @@ def avatar_state(state: str) -> dict[str, Any]:
     return avatar_frame(f"state-{state}", state)
 
 
+@dataclass
+class LiveTurn:
+    """A session's latest turn, kept so that a barge-in can cancel it and keep only what the user heard."""
+
+    cancel: threading.Event = field(default_factory=threading.Event)
+    question: str = ""
+    chat_index: int | None = None  # the assistant message of this turn in the chat
+    turn_id: str | None = None  # the avatar turn id of its clips
+    clip_texts: list[str] = field(default_factory=list)  # the text of each clip, in playing order
+    complete: bool = False  # the whole reply is already in the history
+    interrupted: bool = False
+
+    def interrupt(self, heard: Mapping[str, Any] | None, chat: list[dict], history: list[dict]
+                  ) -> tuple[list[dict], list[dict]] | None:
+        """Cancel the turn if it is still generating or playing; return the chat and history trimmed to what was heard.
+
+        ``heard`` is the avatar's report (``avatarInterrupt()`` in avatar.js): the turn it was playing, whether it
+        was still playing, and how many clips had started. Returns None when there is nothing to interrupt.
+        """
+        heard = heard or {}
+        ours = heard.get("turn_id") == self.turn_id
+        if self.interrupted or (self.complete and not (ours and heard.get("playing"))):
+            return None
+        self.interrupted = True
+        self.cancel.set()
+        n_heard = min(int(heard.get("clips_heard") or 0), len(self.clip_texts)) if ours else 0
+        said = " ".join(t.strip() for t in self.clip_texts[:n_heard])
+        chat = list(chat)
+        if self.chat_index is not None and self.chat_index < len(chat):
+            chat[self.chat_index] = {"role": "assistant", "content": f"{said} {INTERRUPTED}".strip()}
+        history = list(history[:-2] if self.complete else history)
+        if said:
+            history += [{"role": "user", "content": self.question}, {"role": "assistant", "content": said}]
+        log.info("turn %s interrupted: %d of %d clips heard", self.turn_id, n_heard, len(self.clip_texts))
+        return chat, history
+
+
 # -- the app ------------------------------------------------------------------------------------------------------
 
 
 def build_app(pipeline: Pipeline) -> gr.Blocks:
     """Create the Blocks UI around a pipeline (no model is loaded here)."""
 
-    def respond(
-        text: str | None, audio_path: str | None, chat: list[dict], history: list[dict], request: gr.Request
-    ) -> Iterator[tuple]:
-        """Run one turn, streaming chat text and avatar clips; errors become a message and change nothing."""
+    live: dict[str, LiveTurn] = {}
+    """Each session's latest turn (its cancel event and what it has said so far), for barge-in."""
+
+    def session_of(request: gr.Request | None) -> str:
+        return getattr(request, "session_hash", None) or "anonymous"
+
+    def run(text: str | None, audio_path: str | None, chat: list[dict], history: list[dict], session_id: str,
+            *, spoken: bool = False) -> Iterator[tuple]:
+        """Run one turn, streaming chat text and avatar clips; errors become a message and change nothing.
+
+        The turn stops quietly once a barge-in has interrupted it (``LiveTurn.interrupt`` already fixed the chat).
+        """
+        turn = live[session_id] = LiveTurn()
         payload: dict[str, Any] = avatar_state("thinking")
         chat = list(chat)
         skip = gr.skip()
-        yield chat, payload, skip, skip, history, skip, skip
+        yield chat, payload, skip, history, skip, skip
         messages = [ChatMessage(m["role"], m["content"]) for m in history]
-        session_id = getattr(request, "session_hash", None) or "anonymous"
-        question = reply_text = ""
+        reply_text = ""
         try:
-            for event in pipeline.run_turn(messages, text=text, audio_path=audio_path, session_id=session_id):
+            for event in pipeline.run_turn(messages, text=text, audio_path=audio_path, cancel=turn.cancel,
+                                           session_id=session_id):
+                if turn.interrupted:
+                    return
                 if isinstance(event, UserTurn):
-                    question = event.text
-                    heard = f"🎤 {event.text}" if event.transcript else event.text
+                    turn.question = event.text
+                    heard = f"🎤 {event.text}" if spoken or event.transcript else event.text
                     chat += [{"role": "user", "content": heard}, {"role": "assistant", "content": "…"}]
-                    yield chat, payload, "", None, history, skip, skip
+                    turn.chat_index = len(chat) - 1
+                    yield chat, payload, "", history, skip, skip
                 elif isinstance(event, ReplyDelta):
                     reply_text += event.text
                     chat[-1] = {"role": "assistant", "content": reply_text}
-                    yield chat, payload, skip, skip, history, skip, skip
+                    yield chat, payload, skip, history, skip, skip
                 elif isinstance(event, SpokenClip):
+                    turn.turn_id = event.turn_id
+                    turn.clip_texts.append(event.text)
                     clip = avatar_clip(event.wav_path, event.track, offset_s=event.offset_s, emotion=event.emotion)
                     clips = [*payload["clips"], clip] if payload["turn_id"] == event.turn_id else [clip]
                     payload = avatar_frame(event.turn_id, "speaking", clips)
-                    yield chat, payload, skip, skip, history, skip, skip
+                    yield chat, payload, skip, history, skip, skip
                 elif isinstance(event, TurnComplete):
                     chat[-1] = {"role": "assistant", "content": event.reply.text + turn_note(event)}
-                    history = [*history, {"role": "user", "content": question},
+                    history = [*history, {"role": "user", "content": turn.question},
                                {"role": "assistant", "content": event.reply.text}]
+                    turn.complete = True
                     if not payload["clips"]:
                         payload = avatar_state("idle")
                     label = f"{event.emotion.label} ({event.emotion.confidence:.0%})"
-                    yield chat, payload, skip, skip, history, label, latency_frame(event.timings_s)
+                    yield chat, payload, skip, history, label, latency_frame(event.timings_s)
         except PipelineError as exc:
+            if turn.interrupted:
+                return
             log.warning("turn failed: %s", exc)
             gr.Warning(exc.user_message())
             if chat and chat[-1]["content"] == "…":
                 chat[-1] = {"role": "assistant", "content": f"⚠️ {exc.user_message()}"}
             else:
                 chat.append({"role": "assistant", "content": f"⚠️ {exc.user_message()}"})
-            yield chat, avatar_state("idle"), skip, None, history, skip, skip
+            yield chat, avatar_state("idle"), skip, history, skip, skip
+
+    def respond_typed(text: str | None, chat: list[dict], history: list[dict], request: gr.Request) -> Iterator[tuple]:
+        """A typed question."""
+        yield from run(text, None, chat, history, session_of(request))
+
+    def respond_spoken(text: str | None, audio_path: str | None, chat: list[dict], history: list[dict],
+                       request: gr.Request) -> Iterator[tuple]:
+        """A spoken question: the browser's transcript, or a recording for the server to transcribe."""
+        yield from run(text or None, audio_path or None, chat, history, session_of(request), spoken=True)
+
+    def interrupt(heard: dict | None, chat: list[dict], history: list[dict], request: gr.Request) -> tuple:
+        """Barge-in: cancel the session's turn and keep only what the avatar said (``heard`` comes from the JS hook)."""
+        turn = live.get(session_of(request))
+        trimmed = turn.interrupt(heard, chat, history) if turn else None
+        return trimmed if trimmed else (gr.skip(), gr.skip())
+
+    def take_utterance(heard: dict | None, chat: list[dict], history: list[dict], request: gr.Request,
+                       evt: gr.EventData) -> tuple:
+        """A finished spoken question: interrupt the avatar, then hand the text or recording to the turn."""
+        chat, history = interrupt(heard, chat, history, request)
+        try:
+            text, audio_path = read_utterance(evt._data)
+        except PipelineError as exc:
+            gr.Warning(exc.user_message())
+            return chat, history, "", ""
+        return chat, history, text or "", audio_path or ""
 
     def ask(text: str | None, audio_path: str | None) -> tuple[str, str, dict, dict]:
         """API: one whole turn. Returns the reply text, its audio (WAV), its lip-sync track and details.
@@ -165,8 +252,11 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                                               elem_id="question", max_lines=4)
                         send = gr.Button("Send", variant="primary", scale=1, elem_id="send")
                     gr.Examples(EXAMPLES, question, label="Try")
-                    mic = gr.Audio(sources=["microphone", "upload"], type="filepath", label="Or speak",
-                                   elem_id="mic")
+                    voice = VoiceInput(pause_s=pipeline.config.asr.vad_pause_s,
+                                       max_audio_s=pipeline.config.asr.max_audio_s, elem_id="voice")
+                    heard = gr.JSON(visible=False)  # the avatar's barge-in report, filled by AVATAR_INTERRUPT_JS
+                    spoken_text = gr.Textbox(visible=False)
+                    spoken_audio = gr.Textbox(visible=False)
             with gr.Row():
                 with gr.Column():
                     latency_plot = gr.BarPlot(x="stage", y="seconds", title="Last turn: where the time went",
@@ -184,12 +274,24 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                 emotion_chart = gr.BarPlot(x="emotion", y="count", color="side", title="Emotion mix")
                 summary_table = gr.Dataframe(label="All turns: totals and monthly projection per price preset")
 
-        outputs = [chat, avatar, question, mic, history, emotion_box, latency_plot]
-        inputs = [question, mic, chat, history]
-        for trigger in (send.click, question.submit):
-            trigger(respond, inputs, outputs, api_visibility="private")
-        mic.stop_recording(respond, inputs, outputs, api_visibility="private")
-        mic.start_recording(lambda: avatar_state("listening"), None, avatar, api_visibility="private")
+        # Every new question, and the user starting to speak, first interrupts the avatar (barge-in): the JS hook
+        # stops playback at once and reports what was heard; `interrupt` runs outside the turn queue, cancels the
+        # generation and trims the chat and history; Gradio drops the running turn's remaining output.
+        outputs = [chat, avatar, question, history, emotion_box, latency_plot]
+        barge_in = {"js": AVATAR_INTERRUPT_JS, "concurrency_limit": None, "api_visibility": "private"}
+        barge_io = ([heard, chat, history], [chat, history])
+        turns = [
+            trigger(interrupt, *barge_io, **barge_in).then(
+                respond_typed, [question, chat, history], outputs, api_visibility="private")
+            for trigger in (send.click, question.submit)
+        ]
+        turns.append(
+            voice.utterance(take_utterance, barge_io[0], [*barge_io[1], spoken_text, spoken_audio], **barge_in).then(
+                respond_spoken, [spoken_text, spoken_audio, chat, history], outputs, api_visibility="private"))
+        voice.speech_start(interrupt, *barge_io, **barge_in).then(
+            lambda: avatar_state("listening"), None, avatar, api_visibility="private")
+        for trigger in (send.click, question.submit, voice.utterance, voice.speech_start):
+            trigger(None, None, None, cancels=turns)
         dash_out = [latency_chart, cost_chart, emotion_chart, summary_table]
         for trigger in (refresh.click, dashboard_tab.select):
             trigger(dashboard, per_day, dash_out, api_visibility="private")

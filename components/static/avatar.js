@@ -366,9 +366,32 @@
     return `${clip.audio && (clip.audio.path || clip.audio.url)}@${clip.offset_s || 0}`;
   }
 
+  /** Turns stopped by a barge-in: frames of theirs still in flight are ignored. */
+  const interrupted = new Set();
+
+  /**
+   * Barge-in: stop the turn being played at once and report what the user heard of it.
+   * @returns {{turn_id: ?string, playing: boolean, clips_heard: number, heard_s: number}} clips_heard counts
+   *   the clips that started playing (fully or partly heard); heard_s is the playback time of the turn.
+   */
+  function interruptTurn() {
+    const report = { turn_id: S.turnId, playing: false, clips_heard: 0, heard_s: 0 };
+    if (turn) {
+      const now = turn.t0 === null ? -Infinity : turnClock(turn);
+      report.turn_id = turn.id;
+      report.playing = !turn.ended;
+      report.clips_heard = turn.items.filter((item) => now >= item.start).length;
+      report.heard_s = turn.t0 === null ? 0 : Math.max(0, now - turn.t0);
+      interrupted.add(turn.id);
+      stopTurn();
+    }
+    return report;
+  }
+  window.avatarInterrupt = interruptTurn;
+
   /** @param {AvatarFrame} frame */
   function onFrame(frame) {
-    if (!frame) return;
+    if (!frame || interrupted.has(frame.turn_id)) return;
     if (frame.avatar_url) {
       const url = typeof frame.avatar_url === 'string' ? frame.avatar_url : frame.avatar_url.url;
       if (url && url !== S.avatarSource) loadAvatarFromUrl(url, url);
