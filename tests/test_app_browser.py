@@ -15,7 +15,7 @@ def mouth_activity(morphs: dict) -> float:
     return max((w for name, w in morphs.items() if name in MOUTH or name.startswith("viseme_")), default=0.0)
 
 
-def test_a_typed_question_is_answered_aloud_with_moving_lips(chromium, pipeline, artifacts):
+def test_a_typed_question_is_answered_aloud_with_moving_lips(chromium, pipeline, artifacts):  # noqa: F811
     with serve_blocks(build_app(pipeline)) as url:
         page = chromium.new_page(viewport={"width": 1280, "height": 900})
         console = console_collector(page)

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
+import pytest
 import soundfile as sf
 
 from core.errors import InputError
 from core.types import EMOTION_LABELS, ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTurn
-import pytest
 
 
 def run(pipeline, history=(), **kwargs):
@@ -25,7 +25,7 @@ def test_text_turn_streams_text_then_speaks_clips_and_completes(pipeline):
     assert "".join(d.text for d in deltas).strip() == done.reply.text.strip()
     assert 0 < done.reply.completion_tokens <= pipeline.config.llm.max_tokens
     # Clips follow each other with no gap, and the whole-turn audio is their concatenation.
-    for before, after in zip(clips, clips[1:]):
+    for before, after in zip(clips, clips[1:], strict=False):
         assert after.offset_s == pytest.approx(before.offset_s + before.duration_s, abs=1e-6)
     info = sf.info(done.wav_path)
     assert info.duration == pytest.approx(clips[-1].offset_s + clips[-1].duration_s, abs=0.01)
@@ -53,7 +53,8 @@ def test_history_window_keeps_the_most_recent_turns(pipeline):
     history = [ChatMessage("user" if i % 2 == 0 else "assistant", f"m{i}") for i in range(40)]
     messages = pipeline._messages(history, "now")
     assert messages[0].role == "system" and messages[-1].content == "now"
-    assert [m.content for m in messages[1:-1]] == [f"m{i}" for i in range(40 - 2 * pipeline.config.llm.history_turns, 40)]
+    kept = 2 * pipeline.config.llm.history_turns
+    assert [m.content for m in messages[1:-1]] == [f"m{i}" for i in range(40 - kept, 40)]
 
 
 def test_statuses_name_each_stage_backend(pipeline):
