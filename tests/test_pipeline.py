@@ -62,3 +62,36 @@ def test_statuses_name_each_stage_backend(pipeline):
     assert any(line.startswith("LLM: local SmolLM2") for line in lines), lines
     assert any(line.startswith("TTS: Piper") for line in lines), lines
     assert any(line.startswith("ASR: whisper.cpp") for line in lines), lines
+
+
+def test_spoken_question_is_transcribed_and_answered(pipeline, tmp_path):
+    from core.asr.wer import word_error_rate
+    from core.tts import write_wav
+
+    question = "What is the capital of France?"
+    wav = write_wav(pipeline.stages.tts.synthesize(question), tmp_path / "question.wav")
+    events = run(pipeline, audio_path=wav)
+    user = events[0]
+    assert isinstance(user, UserTurn) and user.transcript is not None
+    assert word_error_rate(question, user.text) <= 0.2, user.text
+    assert user.transcript.audio_duration_s > 1.0
+    assert isinstance(events[-1], TurnComplete) and events[-1].timings_s["asr_s"] > 0
+
+
+def test_silence_is_not_sent_to_the_llm(pipeline, tmp_path):
+    import numpy as np
+
+    silent = tmp_path / "silence.wav"
+    sf.write(silent, np.zeros(16000 * 2, dtype=np.float32), 16000)
+    before = len(pipeline.turn_log.export_rows())
+    with pytest.raises(InputError, match="didn't catch"):
+        run(pipeline, audio_path=silent)
+    rows = pipeline.turn_log.export_rows()
+    assert len(rows) == before + 1 and rows[-1]["error"] and not rows[-1]["reply"]
+
+
+def test_a_file_that_is_not_audio_gets_a_clear_message(pipeline, tmp_path):
+    fake = tmp_path / "song.mp3"
+    fake.write_bytes(b"%PDF-1.4 definitely not audio")
+    with pytest.raises(InputError, match="not audio"):
+        run(pipeline, audio_path=fake)
