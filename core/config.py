@@ -27,6 +27,7 @@ class LLMConfig:
     max_tokens: int = 96
     temperature: float = 0.3  # SmolLM2-135M answers sensibly far more often at 0.3 than at 0.7 (measured)
     grounded_temperature: float = 0.0  # turns with knowledge-base passages: stick to the passage (measured)
+    extractive_min_score: float = 0.3  # local model: quote the passage instead of generating at this retrieval score
     small: str = ""  # router's backend for simple questions: local, databricks[/endpoint], openai[/model]; "" = auto
     large: str = ""  # router's backend for complex questions (same forms); "" = the small one
     system_prompt: str = DEFAULT_SYSTEM_PROMPT
@@ -145,6 +146,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         max_tokens=_get_int(env, "AVATAR_LLM_MAX_TOKENS", LLMConfig.max_tokens),
         temperature=_get_float(env, "AVATAR_LLM_TEMPERATURE", LLMConfig.temperature),
         grounded_temperature=_get_float(env, "AVATAR_LLM_GROUNDED_TEMPERATURE", LLMConfig.grounded_temperature),
+        extractive_min_score=_get_float(env, "AVATAR_LLM_EXTRACTIVE_MIN_SCORE", LLMConfig.extractive_min_score),
         small=_get(env, "AVATAR_LLM_SMALL", LLMConfig.small),
         large=_get(env, "AVATAR_LLM_LARGE", LLMConfig.large),
         system_prompt=_get(env, "AVATAR_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),

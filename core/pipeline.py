@@ -32,7 +32,7 @@ from core.emotion import EmotionBackend, create_emotion
 from core.errors import InputError, PipelineError
 from core.lipsync import LipsyncBackend, create_lipsync, join_tracks
 from core.llm import LLMBackend, create_llm, spoken_text
-from core.retrieval import RetrievalBackend, create_retrieval, format_context
+from core.retrieval import RetrievalBackend, create_retrieval
 from core.tts import TTSBackend, create_tts, write_wav
 from core.types import (
     ChatMessage,
@@ -248,7 +248,7 @@ class Pipeline:
         timings["retrieval_s"] = time.perf_counter() - t0
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
                                  units={"queries": 0 if lookup.hit else 1})
-        messages = self._messages(history, user.text, passages, user.emotion)
+        messages = self._messages(history, user.text, user.emotion)
         clips: list[SpokenClip] = []
         for event in self._speak_reply(messages, started, timings, cancel or threading.Event(), tuple(passages)):
             if isinstance(event, SpokenClip):
@@ -276,24 +276,27 @@ class Pipeline:
         self,
         history: Sequence[ChatMessage],
         question: str,
-        passages: Sequence[Passage] = (),
         user_emotion: Emotion | None = None,
     ) -> list[ChatMessage]:
-        """The system prompt (with retrieved passages and the user's mood), the recent history, and the question."""
+        """The system prompt (with the user's mood), the recent history, and the question.
+
+        Retrieved passages are not placed here: ``_produce`` hands them to the LLM stage, which lays them out for
+        its model (quoted in the system message for cloud models; trimmed next to the question, or quoted as the
+        answer, for the tiny local model).
+        """
         system = self.config.llm.system_prompt
         if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
             system += f"\nThe user seems to feel {user_emotion.label}; answer with empathy."
-        if passages:
-            system += "\n\n" + format_context(passages)
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system), *window, ChatMessage("user", question)]
 
-    def _produce(self, messages: list[ChatMessage], out: queue.Queue, cancel: threading.Event) -> None:
+    def _produce(self, messages: list[ChatMessage], passages: tuple[Passage, ...], out: queue.Queue,
+                 cancel: threading.Event) -> None:
         """Producer thread: stream the LLM, pass deltas and finished clauses on, then the Reply (or the error)."""
         reply_box: list[Reply] = []
 
         def deltas() -> Iterator[str]:
-            for item in self.stages.llm.stream(messages):
+            for item in self.stages.llm.stream(messages, passages):
                 if cancel.is_set():
                     return
                 if isinstance(item, Reply):
@@ -324,7 +327,7 @@ class Pipeline:
     ) -> Iterator[TurnEvent]:
         out: queue.Queue = queue.Queue()
         llm_started = time.perf_counter()
-        producer = threading.Thread(target=self._produce, args=(messages, out, cancel), daemon=True)
+        producer = threading.Thread(target=self._produce, args=(messages, passages, out, cancel), daemon=True)
         producer.start()
         turn_id = uuid.uuid4().hex[:12]
         speeches: list[Speech] = []

@@ -59,7 +59,9 @@ class Reply:
     completion_tokens: int
     backend: str
     model: str
-    finish_reason: str = "stop"
+    finish_reason: str = "stop"  # "stop", "length" (hit max_tokens) or "error" (the backend failed mid-answer)
+    route: str = ""  # which model tier answered and why, e.g. "small: short factual question (9 words)"
+    notice: str = ""  # what the user should know, e.g. "Databricks timed out; answered with the local model"
 
 
 @dataclass(frozen=True, slots=True)

@@ -92,7 +92,7 @@ def test_local_long_history_is_trimmed_to_fit_the_context(local_llm: LocalGGUFLL
     history = [ChatMessage(role, f"{i}: {filler}") for i in range(30) for role in ("user", "assistant")]
     system = ChatMessage("system", local_llm.config.system_prompt)
     chat = [system, *load_examples(), *history, *QUESTION]
-    fitted = local_llm._fit_context(chat)
+    fitted = local_llm._prompt([system, *history, *QUESTION], passages=())
     prompt = local_llm._llm.tokenize(
         "".join(f"<|im_start|>{m.role}\n{m.content}<|im_end|>\n" for m in fitted).encode(), special=True
     )
@@ -287,29 +287,29 @@ def test_openai_needs_a_model(openai_server: FakeServingServer) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-def test_auto_without_credentials_is_local_and_says_why() -> None:
+def test_auto_without_credentials_is_local_for_both_tiers_and_says_why() -> None:
     llm = create_llm(AppConfig())
-    assert isinstance(llm, LocalGGUFLLM)
+    assert isinstance(llm.small, LocalGGUFLLM) and llm.large is llm.small
     assert llm.note == "Databricks: DATABRICKS_HOST/TOKEN not set; OpenAI-compatible: OPENAI_BASE_URL not set"
-    assert llm.status().line().startswith("LLM: local SmolLM2-135M (Databricks:")
+    assert llm.status().line().startswith("LLM: local SmolLM2-135M (small and large) (Databricks:")
 
 
 def test_auto_prefers_databricks_with_credentials(databricks: FakeServingServer) -> None:
     llm = create_llm(AppConfig())
-    assert isinstance(llm, DatabricksLLM) and llm.note == ""
+    assert isinstance(llm.small, DatabricksLLM) and llm.large is llm.small and llm.note == ""
     assert TOKEN not in llm.status().line()
 
 
 def test_auto_uses_openai_when_its_url_is_set(openai_server: FakeServingServer) -> None:
     llm = create_llm(AppConfig(llm=openai_config(openai_server)))
-    assert isinstance(llm, OpenAICompatibleLLM)
+    assert isinstance(llm.small, OpenAICompatibleLLM)
     assert llm.note == "Databricks: DATABRICKS_HOST/TOKEN not set"
 
 
 def test_auto_passes_over_a_misconfigured_backend(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("DATABRICKS_HOST", "http://127.0.0.1:9")
     llm = create_llm(AppConfig(llm=LLMConfig(openai_base_url="http://127.0.0.1:9/v1")))
-    assert isinstance(llm, LocalGGUFLLM)
+    assert isinstance(llm.small, LocalGGUFLLM)
     assert llm.note == ("Databricks: DATABRICKS_TOKEN or DATABRICKS_CLIENT_ID/SECRET not set; "
                         "OpenAI-compatible: OPENAI_MODEL must be set for the openai LLM backend")
 
@@ -320,7 +320,7 @@ def test_auto_notes_a_failing_databricks_briefly_without_secrets(
     monkeypatch.setenv("DATABRICKS_CLIENT_ID", "client-id")
     monkeypatch.setenv("DATABRICKS_CLIENT_SECRET", "client-secret-abcdef")
     llm = create_llm(AppConfig())
-    assert isinstance(llm, LocalGGUFLLM)
+    assert isinstance(llm.small, LocalGGUFLLM)
     assert llm.note.startswith("Databricks: ValueError: validate: more than one authorization method configured")
     assert "Config:" not in llm.note and TOKEN not in llm.note and "client-secret-abcdef" not in llm.note
 

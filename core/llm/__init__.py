@@ -1,34 +1,44 @@
 """The LLM stage: stream a short spoken-style answer from a local GGUF model, Databricks or an OpenAI-compatible API.
 
-``LLMBackend.stream(messages)`` yields text deltas as they are generated and, last, one ``Reply`` with the whole
-text and its token usage; ``complete(messages)`` returns just the Reply. ``create_llm(config)`` picks the backend
-("auto": Databricks when its credentials are in the environment, then an OpenAI-compatible server when
-OPENAI_BASE_URL is set, else the local SmolLM2-135M). ``spoken_text`` turns a markdown answer into what the TTS says.
-Backends import their libraries (llama_cpp, databricks.sdk, requests) only when constructed.
+``LLMBackend.stream(messages, passages)`` yields text deltas as they are generated and, last, one ``Reply`` with the
+whole text, its token usage, the route taken and any notice; ``complete(...)`` returns just the Reply.
+``create_llm(config)`` builds a ``RoutedLLM``: simple questions go to the small backend (``AVATAR_LLM_SMALL``),
+complex ones to the large (``AVATAR_LLM_LARGE``), and a failing remote backend falls back to the local model in the
+same turn. Backends are named by descriptors: "auto" (Databricks when its credentials are in the environment, then
+an OpenAI-compatible server when OPENAI_BASE_URL is set, else the local SmolLM2-135M), "local", "databricks",
+"databricks/<endpoint>", "openai" or "openai/<model>". ``spoken_text`` turns a markdown answer into what the TTS
+says. Backends import their libraries (llama_cpp, databricks.sdk, requests) only when constructed.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+from dataclasses import replace
 
 from core.backend import pick_backend
-from core.config import AppConfig
+from core.config import AppConfig, LLMConfig
 from core.errors import PipelineError
-from core.llm.base import STAGE, LLMBackend, Usage
+from core.llm.base import STAGE, GeneratingLLM, LLMBackend, Usage
 from core.llm.chat_completions import ChatCompletionsLLM
 from core.llm.databricks import DatabricksLLM
 from core.llm.local import LocalGGUFLLM, load_examples
 from core.llm.openai_compatible import OpenAICompatibleLLM
+from core.llm.router import RouteDecision, RoutedLLM, RoutingRule
 from core.llm.spoken import spoken_text
 
 __all__ = [
     "LLM_BACKENDS",
     "DatabricksLLM",
+    "GeneratingLLM",
     "LLMBackend",
     "LocalGGUFLLM",
     "OpenAICompatibleLLM",
+    "RouteDecision",
+    "RoutedLLM",
+    "RoutingRule",
     "Usage",
+    "create_backend",
     "create_llm",
     "load_examples",
     "spoken_text",
@@ -36,7 +46,7 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-LLM_BACKENDS: dict[str, type[LLMBackend]] = {
+LLM_BACKENDS: dict[str, type[GeneratingLLM]] = {
     "local": LocalGGUFLLM,
     "databricks": DatabricksLLM,
     "openai": OpenAICompatibleLLM,
@@ -50,21 +60,50 @@ def _short(reason: str) -> str:
     return reason.split(". Config:")[0].splitlines()[0][:NOTE_CHARS]
 
 
-def create_llm(config: AppConfig) -> LLMBackend:
-    """Build the configured LLM backend; "auto" tries Databricks, then OpenAI-compatible, then the local model.
+def create_llm(config: AppConfig) -> RoutedLLM:
+    """Build the router over the small and large backends (``config.llm.small``/``large``; by default both are
+    ``config.llm.backend``, i.e. "auto", so offline both are the local model and the status line says so).
 
-    Under "auto", a remote backend without credentials, or failing to start, is passed over and the chosen
-    backend's ``note`` says why (e.g. "Databricks: DATABRICKS_HOST/TOKEN not set"). A named backend's failure, or
-    the local model's under "auto", is raised.
+    Raises:
+        ConfigError: a descriptor names an unknown backend or lacks a setting it needs.
+        BackendError: a named backend (or the local model under "auto") cannot start.
     """
-    if config.llm.backend != "auto":
-        return pick_backend(STAGE, LLM_BACKENDS, config.llm.backend)(config.llm)
+    llm = config.llm
+    small_name = llm.small or llm.backend
+    large_name = llm.large or small_name
+    small = create_backend(llm, small_name)
+    large = small if large_name == small_name else create_backend(llm, large_name)
+    if isinstance(small, LocalGGUFLLM) and isinstance(large, LocalGGUFLLM) and small.path == large.path:
+        large = small  # one llama.cpp context, whichever descriptors led to it
+    router = RoutedLLM(llm, small, large, make_local=lambda: LocalGGUFLLM(llm))
+    router.note = "; ".join(dict.fromkeys(n for n in (small.note, large.note) if n))
+    log.info("LLM: %s", router.status().line())
+    return router
+
+
+def create_backend(config: LLMConfig, descriptor: str) -> LLMBackend:
+    """One backend from a descriptor: "auto", "local", "local/<gguf path>", "databricks", "databricks/<endpoint>",
+    "openai" or "openai/<model>"."""
+    kind, _, detail = descriptor.strip().partition("/")
+    if kind == "auto" and not detail:
+        return _auto(config)
+    cls = pick_backend(STAGE, LLM_BACKENDS, kind)
+    if detail:
+        setting = {"local": "model_path", "databricks": "databricks_endpoint", "openai": "openai_model"}[kind]
+        config = replace(config, **{setting: detail})
+    return cls(config)
+
+
+def _auto(config: LLMConfig) -> LLMBackend:
+    """Databricks, then OpenAI-compatible, then the local model: a remote backend without credentials, or failing
+    to start, is passed over and the chosen backend's ``note`` says why (e.g. "Databricks: DATABRICKS_HOST/TOKEN not
+    set"). The local model's failure is raised."""
     notes: list[str] = []
     for cls in AUTO_PREFERRED:
-        reason = cls.unavailable_reason(config.llm, os.environ)
+        reason = cls.unavailable_reason(config, os.environ)
         if not reason:
             try:
-                backend: LLMBackend = cls(config.llm)
+                backend: LLMBackend = cls(config)
             except PipelineError as exc:
                 reason = _short(str(exc))
             else:
@@ -72,6 +111,6 @@ def create_llm(config: AppConfig) -> LLMBackend:
                 return backend
         log.info("LLM auto: passing over %s (%s)", cls.label, reason)
         notes.append(f"{cls.label}: {reason}")
-    backend = LocalGGUFLLM(config.llm)
+    backend = LocalGGUFLLM(config)
     backend.note = "; ".join(notes)
     return backend

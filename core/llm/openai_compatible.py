@@ -39,7 +39,7 @@ class OpenAICompatibleLLM(ChatCompletionsLLM):
     def description(self) -> str:
         return f"OpenAI-compatible {self.model} at {urlsplit(self.base_url).hostname}"
 
-    def _stream(self, messages: list[ChatMessage]) -> StreamGen:
+    def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
         headers = {"Authorization": f"Bearer {self.config.openai_api_key}"} if self.config.openai_api_key else {}
-        body = {**self._body(messages, self.model), "stream_options": {"include_usage": True}}
+        body = {**self._body(messages, self.model, temperature), "stream_options": {"include_usage": True}}
         return (yield from self._stream_sse(f"{self.base_url}/chat/completions", headers, body))
