@@ -68,11 +68,21 @@ FACE_TWEAKS: tuple[tuple[str, float], ...] = (
     ("mouth/mouth-upperlip-volume-incr", 0.1), ("mouth/mouth-lowerlip-volume-incr", 0.1),
     ("nose/nose-scale-horiz-decr", 0.3), ("nose/nose-scale-vert-decr", 0.25), ("chin/chin-height-decr", 0.3),
     ("mouth/mouth-angles-up", 0.25),
+    # a relaxed rest mouth rather than a pursed one: a touch wider, less pushed forward
+    ("mouth/mouth-scale-horiz-incr", 0.25), ("mouth/mouth-scale-depth-decr", 0.35),
 )
 
 # --- crop: the bust keeps body faces above this height (decimetres, hm08 space) ----------------------------
 BUST_BOTTOM_Y = 4.95
 BUST_HALF_WIDTH = 2.1
+BUST_ROUNDING = (0.55, 3.0)
+"""The bust's bottom edge rises towards the shoulders: y = BUST_BOTTOM_Y + a * (|x| / BUST_HALF_WIDTH) ** p."""
+# --- the top: a shell over the body below a crew neckline (decimetres) ---------------------------------------
+NECKLINE = (5.5, 0.2)
+"""Neckline height at the back, and how much lower it dips at the front."""
+CLOTH_OFFSET = 0.045
+COLLAR = (0.035, 0.05, 0.035)
+"""Rolled collar band: height of the ridge, its distance below the neckline, its half-width."""
 
 # --- colours (sRGB 0-1; converted to linear for glTF) ------------------------------------------------------
 SKIN = (0.95, 0.76, 0.64)
@@ -80,7 +90,7 @@ BLUSH = (0.93, 0.60, 0.55)
 LIPS = (0.80, 0.42, 0.42)
 BROW = (0.24, 0.15, 0.10)
 HAIR = (0.30, 0.18, 0.11)
-SHIRT = (0.16, 0.45, 0.52)
+SHIRT = (0.17, 0.42, 0.50)
 IRIS = (0.24, 0.46, 0.55)
 SCLERA = (0.96, 0.95, 0.93)
 PUPIL = (0.02, 0.02, 0.02)
@@ -109,6 +119,25 @@ HAIR_DRAPE_BINS, HAIR_DRAPE_TAPER = 72, 0.12
 HAIR_EDGE = 0.03
 HAIR_QUIFF = 0.12
 HAIR_SUBDIVISIONS = 2
+# Hair curtain: the bob's hanging sides and back, a thin slab hung from inside the cap (decimetres unless noted).
+CURTAIN_GRID = (180, 44)
+"""Columns round the head and rows from the top down to the hem."""
+CURTAIN_TOP = 0.45
+"""Head-box height where the curtain starts, tucked inside the cap."""
+CURTAIN_FRONT_DEG = (40.0, 76.0, 64.0)
+"""Azimuth of the curtain's front edge (0 = the nose) at its top, at mid-height and at the hem."""
+CURTAIN_HEM = (6.15, 5.88)
+"""Hem height at the front edge and at the back."""
+CURTAIN_CLEARANCE = 0.05
+CURTAIN_FALL = 0.13
+"""How fast (dm inwards per dm down) the curtain may tuck back in below an obstacle such as an ear."""
+CURTAIN_THICKNESS = 0.07
+CURTAIN_TIPS = (29, 0.05)
+"""Strand tips round the hem: how many, and how far below the hem they hang."""
+CURTAIN_RIDGES = ((23, 0.025), (57, 0.01))
+"""Strand clumps and finer ridges round the curtain: how many, and their depth."""
+CURTAIN_BINS = (144, 0.03)
+"""Obstacle map resolution: azimuth bins and height step (dm)."""
 # Brows (decimetres, relative to the eye centre; "inner" is signed towards the nose).
 BROW_SEGMENTS = 14
 BROW_INNER, BROW_LENGTH = -0.15, 0.39
@@ -359,9 +388,40 @@ def skin_colors(pos: np.ndarray, cavity: np.ndarray, lip_mask: np.ndarray,
         mix(0.45 * np.exp(-(d / 0.2) ** 2) * front, BLUSH)
     mix(lip_mask, LIPS)
     mix(smoothstep(*MOUTH_FADE, cavity), MOUTH)
-    neckline = 5.5 - 0.18 * smoothstep(0.2, 0.9, pos[:, 2])
-    mix(1 - smoothstep(neckline - 0.07, neckline + 0.07, pos[:, 1]), SHIRT)
     return col
+
+
+def neckline_depth(pos: np.ndarray) -> np.ndarray:
+    """How far (dm) each point lies below the top's crew neckline (negative above it)."""
+    return NECKLINE[0] - NECKLINE[1] * smoothstep(0.2, 0.9, pos[:, 2]) - pos[:, 1]
+
+
+def top_part(skin: Part) -> Part:
+    """The top: the body below the neckline as a shell just off the skin, with a rolled collar.
+
+    Above the neckline the offset turns negative, so the shell dives under the skin and the neckline is the smooth
+    shell/skin intersection rather than a row of mesh edges. The hem closes onto the skin with a short rim.
+    """
+    tris = skin.triangles[(neckline_depth(skin.positions)[skin.triangles] > -0.15).any(1)]
+    used, local = np.unique(tris, return_inverse=True)
+    p, n, tris = subdivide(skin.positions[used], skin.normals[used], local.reshape(-1, 3), 2)
+    s = neckline_depth(p)
+    ridge, below, width = COLLAR
+    offset = CLOTH_OFFSET * np.tanh(s / 0.02) + ridge * np.exp(-(((s - below) / width) ** 2))
+    outer = p + n * offset[:, None]
+    band = np.exp(-(((s - below) / (1.6 * width)) ** 2))
+    rel = p - p.mean(0)
+    knit = 1 + 0.05 * band * np.sin(np.arctan2(rel[:, 0], rel[:, 2]) * 160)
+    shade = (0.8 + 0.2 * smoothstep(4.9, 5.5, p[:, 1])) * (1 - 0.15 * band) * knit
+    colors = srgb_to_linear(SHIRT)[None, :] * shade[:, None]
+    hem = max(boundary_loops(tris), key=lambda lp: -p[lp, 1].min())  # the loop along the bust's cut
+    k = len(hem)
+    ring = p[hem] - n[hem] * 0.02
+    positions = np.concatenate([outer, ring])
+    rim = [(hem[i], len(p) + i, hem[(i + 1) % k]) for i in range(k)]
+    rim += [(hem[(i + 1) % k], len(p) + i, len(p) + (i + 1) % k) for i in range(k)]
+    colors = np.concatenate([colors, colors[hem] * 0.6])
+    return Part("top", "cloth", positions, np.concatenate([tris, np.asarray(rim, dtype=np.int64)]), colors)
 
 
 def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
@@ -392,6 +452,108 @@ def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
     shade = (0.88 + 0.14 * strands) * (0.8 + 0.35 * smoothstep(0.2, 0.9, d[:, 1]))
     colors = srgb_to_linear(HAIR)[None, :] * shade[:, None]
     return Part("hair", "hair", positions, local, colors)
+
+
+def surface_samples(part: Part, k: int = 3) -> np.ndarray:
+    """Points spread over every triangle of a part (a barycentric grid of ``k`` steps per edge)."""
+    a, b, c = (part.positions[part.triangles[:, i]] for i in range(3))
+    steps = [(i / k, j / k) for i in range(k + 1) for j in range(k + 1 - i)]
+    return np.concatenate([a * u + b * v + c * (1 - u - v) for u, v in steps])
+
+
+def radial_map(points: np.ndarray, center: np.ndarray, y_edges: np.ndarray) -> np.ndarray:
+    """Largest horizontal distance from the head's vertical axis per (azimuth bin, height bin), dilated one bin."""
+    n_theta = CURTAIN_BINS[0]
+    rel = points - center
+    ti = np.floor((np.arctan2(rel[:, 0], rel[:, 2]) + np.pi) / (2 * np.pi) * n_theta).astype(int) % n_theta
+    yi = np.searchsorted(y_edges, points[:, 1]) - 1
+    ok = (yi >= 0) & (yi < len(y_edges) - 1)
+    out = np.zeros((n_theta, len(y_edges) - 1))
+    np.maximum.at(out, (ti[ok], yi[ok]), np.hypot(rel[ok, 0], rel[ok, 2]))
+    for axis in (0, 1):
+        for shift in (-1, 1):
+            rolled = np.roll(out, shift, axis)
+            if axis == 1:  # heights do not wrap
+                rolled[:, 0 if shift == 1 else -1] = 0.0
+            out = np.maximum(out, rolled)
+    return out
+
+
+def curtain_radius(skin: Part, cap: Part, center: np.ndarray, y_top: float,
+                   y_edges: np.ndarray) -> np.ndarray:
+    """Radius of the curtain per (azimuth bin, height bin): it hangs from inside the cap, clears skin and cap, and
+    below an obstacle (an ear, the back of the skull) tucks back in only slowly, as hair falls."""
+    heights = (y_edges[:-1] + y_edges[1:]) / 2
+    below = y_top - heights
+    skin_r = radial_map(surface_samples(skin), center, y_edges) + CURTAIN_CLEARANCE
+    cap_r = radial_map(surface_samples(cap), center, y_edges)
+    obstacle = np.maximum(skin_r, cap_r + CURTAIN_CLEARANCE * smoothstep(0.0, 0.6, below))
+    radius = np.zeros_like(obstacle)
+    start = int(np.argmin(np.abs(heights - y_top)))
+    radius[:, start] = cap_r[:, start] - 0.03
+    step = y_edges[1] - y_edges[0]
+    for j in range(start - 1, -1, -1):  # heights run upwards: walk down from the top
+        radius[:, j] = np.maximum(obstacle[:, j], radius[:, j + 1] - CURTAIN_FALL * step)
+    for axis, width in ((0, 2), (1, 2)):  # soften corners left by the bins, then keep clear of the skin again
+        radius = sum(np.roll(radius, s, axis) for s in range(-width, width + 1)) / (2 * width + 1)
+    return np.maximum(radius, skin_r - CURTAIN_CLEARANCE / 2)
+
+
+def hair_curtain(skin: Part, cap: Part, center: np.ndarray, half: np.ndarray) -> Part:
+    """The bob's sides and back: a thick sheet hanging from inside the cap to a hem of uneven strand tips, with
+    ridges and streaks along the strands. It covers the ears and the nape, and never cuts into skin or cap."""
+    y_top = center[1] + CURTAIN_TOP * half[1]
+    step = CURTAIN_BINS[1]
+    y_edges = np.arange(y_top + step, min(CURTAIN_HEM) - CURTAIN_TIPS[1] - 2 * step, -step)[::-1]
+    radius = curtain_radius(skin, cap, center, y_top, y_edges)[:, ::-1]  # heights now run downwards
+    heights = ((y_edges[:-1] + y_edges[1:]) / 2)[::-1]
+    cols, rows = CURTAIN_GRID
+    u = np.linspace(0.0, 1.0, cols)[None, :]
+    v = np.linspace(0.0, 1.0, rows)[:, None]
+    f0, f1, f2 = np.radians(CURTAIN_FRONT_DEG)
+    front = np.where(v < 0.5, f0 + (f1 - f0) * smoothstep(0.0, 0.5, v), f1 + (f2 - f1) * smoothstep(0.5, 1.0, v))
+    theta = front + u * (2 * np.pi - 2 * front)  # from the subject's left front edge round the back
+    back = smoothstep(0.0, 1.0, 1 - np.abs(np.cos(theta / 2)))  # 0 at the front edges, 1 at the back
+    wobble = np.sin(theta * 5 + 0.7) + 0.5 * np.sin(theta * 11 + 2.1)
+    tips = CURTAIN_TIPS[1] * (0.5 + 0.5 * np.cos(theta * CURTAIN_TIPS[0] + 1.4 * wobble)) ** 2 * (0.7 + 0.3 * wobble / 1.5)
+    hem = CURTAIN_HEM[0] + (CURTAIN_HEM[1] - CURTAIN_HEM[0]) * back - tips
+    y = y_top + (hem - y_top) * v ** 0.85
+    wrapped = (theta + np.pi) % (2 * np.pi) - np.pi
+    ti = (wrapped + np.pi) / (2 * np.pi) * CURTAIN_BINS[0] - 0.5
+    t0 = np.floor(ti).astype(int)
+    ft = ti - t0
+    yi = np.clip((y_top - y) / step, 0, len(heights) - 1.001)
+    y0 = np.floor(yi).astype(int)
+    fy = yi - y0
+    n_t = CURTAIN_BINS[0]
+    r = ((1 - ft) * (1 - fy) * radius[t0 % n_t, y0] + ft * (1 - fy) * radius[(t0 + 1) % n_t, y0]
+         + (1 - ft) * fy * radius[t0 % n_t, y0 + 1] + ft * fy * radius[(t0 + 1) % n_t, y0 + 1])
+    (n_clump, a_clump), (n_fine, a_fine) = CURTAIN_RIDGES
+    clump = 0.5 + 0.5 * np.cos(theta * n_clump + 0.6 * np.sin(y * 7.0) + 2.0 * wobble)
+    fine = 0.5 + 0.5 * np.cos(theta * n_fine + 1.3 * np.sin(y * 5.0 + theta * 3))
+    ridge = (a_clump * clump + a_fine * fine) / (a_clump + a_fine)
+    r = r + (a_clump * clump + a_fine * fine) * smoothstep(0.0, 0.25, v)
+    r = r - 0.1 * smoothstep(0.7, 1.0, v) ** 2  # the bob turns under at the hem
+    radial = np.stack([np.sin(theta), np.zeros_like(theta), np.cos(theta)], -1)
+    outer = center + radial * r[..., None]
+    outer[..., 1] = y
+    thick = CURTAIN_THICKNESS * (1 - 0.5 * smoothstep(0.85, 1.0, v))
+    inner = outer - radial * thick[..., None]
+    streak = 0.82 + 0.22 * ridge + 0.08 * np.sin(theta * 137 + y * 3.0) + 0.1 * smoothstep(0.6, 1.0, v)
+    positions = np.concatenate([outer.reshape(-1, 3), inner.reshape(-1, 3)])
+    base = srgb_to_linear(HAIR)[None, :]
+    colors = np.concatenate([base * streak.reshape(-1, 1), base * 0.45 * streak.reshape(-1, 1)])
+    grid = np.arange(rows * cols).reshape(rows, cols)
+    a, b, c, d = grid[:-1, :-1], grid[:-1, 1:], grid[1:, :-1], grid[1:, 1:]
+    sheet = np.concatenate([np.stack([a, c, b], -1).reshape(-1, 3), np.stack([b, c, d], -1).reshape(-1, 3)])
+    n = rows * cols
+    rims = []
+    for edge in (grid[-1, :], grid[::-1, 0], grid[:, -1]):  # hem and the two front edges join outer to inner
+        e0, e1 = edge[:-1], edge[1:]
+        rims.append(np.stack([e0, e1 + n, e1], -1))
+        rims.append(np.stack([e0, e0 + n, e1 + n], -1))
+    triangles = np.concatenate([sheet, sheet[:, ::-1] + n, *rims])
+    return Part("hair_curtain", "hair", positions, triangles, colors)
 
 
 def drape(positions: np.ndarray, center: np.ndarray, theta: np.ndarray, hanging: np.ndarray) -> np.ndarray:
@@ -555,8 +717,14 @@ def flatten_cut(skin: Part) -> list[int]:
     """Find the loop left by the crop and level it onto one plane; returns the loop's vertex ids."""
     loops = [lp for lp in boundary_loops(skin.triangles) if skin.positions[lp, 1].min() < BUST_BOTTOM_Y + 0.3]
     loop = max(loops, key=len)
-    skin.positions[loop, 1] = skin.positions[loop, 1].min()
+    skin.positions[loop, 1] = bust_bottom(skin.positions[loop, 0])
     return loop
+
+
+def bust_bottom(x: np.ndarray) -> np.ndarray:
+    """Height of the bust's rounded bottom edge at each x."""
+    a, power = BUST_ROUNDING
+    return BUST_BOTTOM_Y + a * np.clip(np.abs(x) / BUST_HALF_WIDTH, 0, 1) ** power
 
 
 def bust_cap(skin: Part, loop: list[int]) -> Part:
@@ -622,7 +790,8 @@ def build_avatar(data: Path | None = None) -> Avatar:
 
     body = group_triangles(obj, "body")
     cen = shaped[body].mean(1)
-    keep = (shaped[body][:, :, 1].min(1) > BUST_BOTTOM_Y) & (np.abs(cen[:, 0]) < BUST_HALF_WIDTH)
+    keep = (shaped[body][:, :, 1].min(1) > bust_bottom(shaped[body][:, :, 0]).max(1)) & (
+        np.abs(cen[:, 0]) < BUST_HALF_WIDTH)
     body = body[keep]
     head_center, head_half = head_frame(shaped, body)
 
@@ -647,7 +816,9 @@ def build_avatar(data: Path | None = None) -> Avatar:
     loop = flatten_cut(skin)
     skin.normals = smooth_normals(skin.positions, skin.triangles)
 
-    parts = [skin, bust_cap(skin, loop), hair_part(skin, head_center, head_half), brow_part(skin, eye_centers)]
+    cap = hair_part(skin, head_center, head_half)
+    parts = [skin, bust_cap(skin, loop), top_part(skin), cap, hair_curtain(skin, cap, head_center, head_half),
+             brow_part(skin, eye_centers)]
     for name, prefix, material, color in (
         ("lashes_left", "helper-l-eyelashes-2", "lash", LASH),
         ("lashes_right", "helper-r-eyelashes-2", "lash", LASH),
@@ -669,6 +840,7 @@ def build_avatar(data: Path | None = None) -> Avatar:
 MATERIALS: Mapping[str, tuple[float, float]] = {  # name: (roughness, metallic); colours come from COLOR_0
     "skin": (0.62, 0.0), "hair": (0.55, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.5, 0.0),
     "tongue": (0.45, 0.0), "lash": (0.8, 0.0),
+    "cloth": (0.9, 0.0),
 }
 
 

@@ -28,10 +28,13 @@ from tests.browser import launch_chromium, serve_blocks  # noqa: E402
 log = logging.getLogger(__name__)
 
 DEFAULT_OUT = ROOT / "docs" / "avatar_grid.png"
-CLIP_S = 4.0
-"""Length of the silent clip that holds a pose; shots are taken well inside it."""
+CLIP_S = 60.0
+"""Length of the silent clip that holds a pose (the next pose's new turn stops it)."""
 SETTLE_S = 1.3
-"""Time after playback starts before the shot: the mood (0.5 s) and viseme (18 Hz) blends have converged."""
+"""Time after playback starts before the shot: the mood (0.5 s) and viseme (18 Hz) blends have converged..."""
+SETTLE_FRAMES = 15
+"""...and at least this many frames were drawn since (the player caps a frame's blend step, so a slow software
+renderer needs frames, not just time)."""
 SPEECH_SHOTS: tuple[tuple[str, str], ...] = (("aa", "neutral"), ("O", "neutral"), ("PP", "neutral"),
                                              ("FF", "neutral"), ("E", "joy"))
 """(viseme, emotion) of the mid-speech shots."""
@@ -80,9 +83,12 @@ def shoot(page, turn_id: str, viseme: str, emotion: str, path: Path) -> None:
     page.fill("#command textarea", json.dumps({"turn_id": turn_id, "viseme": viseme, "emotion": emotion}))
     page.click("#send")
     page.wait_for_function(
-        f"window.avatarState.turnId === {json.dumps(turn_id)} && window.avatarState.playing"
-        f" && window.avatarState.playbackTime > {SETTLE_S}",
-        timeout=30_000,
+        f"window.avatarState.turnId === {json.dumps(turn_id)} && window.avatarState.playing", timeout=60_000
+    )
+    frames = page.evaluate("window.avatarState.framesRendered")
+    page.wait_for_function(
+        f"window.avatarState.framesRendered > {frames + SETTLE_FRAMES} && window.avatarState.playbackTime > {SETTLE_S}",
+        timeout=120_000,
     )
     page.locator("#avatar canvas").screenshot(path=str(path))
 
