@@ -119,10 +119,12 @@ HAIR_DRAPE_BINS, HAIR_DRAPE_TAPER = 72, 0.12
 HAIR_EDGE = 0.03
 HAIR_QUIFF = 0.12
 HAIR_SUBDIVISIONS = 2
+HAIR_WISPS = 0.025
+"""Waviness of the front hairline (head-box units), so it does not read as a helmet's rim."""
 # Hair curtain: the bob's hanging sides and back, a thin slab hung from inside the cap (decimetres unless noted).
 CURTAIN_GRID = (180, 44)
 """Columns round the head and rows from the top down to the hem."""
-CURTAIN_TOP = 0.45
+CURTAIN_TOP = 0.8
 """Head-box height where the curtain starts, tucked inside the cap."""
 CURTAIN_FRONT_DEG = (40.0, 76.0, 64.0)
 """Azimuth of the curtain's front edge (0 = the nose) at its top, at mid-height and at the hem."""
@@ -439,7 +441,8 @@ def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
     p, n, local = subdivide(p[used], n[used], local.reshape(-1, 3), HAIR_SUBDIVISIONS)
     d = (p - center) / half
     th = np.arctan2(d[:, 0], d[:, 2])
-    s = d[:, 1] - (HAIRLINE[0] + HAIRLINE[1] * np.cos(th) + HAIRLINE[2] * np.cos(2 * th))
+    wisps = HAIR_WISPS * (np.sin(th * 23 + 0.4) + 0.6 * np.sin(th * 41 + 1.9)) * np.cos(th).clip(0, 1)
+    s = d[:, 1] - (HAIRLINE[0] + HAIRLINE[1] * np.cos(th) + HAIRLINE[2] * np.cos(2 * th)) + wisps
     # Full from the edge over the sides and back (a blunt, bob-like edge), tapering only at the forehead.
     body = HAIR_BODY * (1 - smoothstep(0.3, 0.9, np.cos(th))) * smoothstep(0.0, HAIR_EDGE_RISE, s)
     volume = HAIR_VOLUME * np.maximum(smoothstep(0.05, 0.65, s), body) * (0.8 + 0.2 * np.cos(th))
@@ -487,7 +490,7 @@ def curtain_radius(skin: Part, cap: Part, center: np.ndarray, y_top: float,
     below = y_top - heights
     skin_r = radial_map(surface_samples(skin), center, y_edges) + CURTAIN_CLEARANCE
     cap_r = radial_map(surface_samples(cap), center, y_edges)
-    obstacle = np.maximum(skin_r, cap_r + CURTAIN_CLEARANCE * smoothstep(0.0, 0.6, below))
+    obstacle = np.maximum(skin_r, cap_r + CURTAIN_CLEARANCE * smoothstep(0.0, 0.8, below))
     radius = np.zeros_like(obstacle)
     start = int(np.argmin(np.abs(heights - y_top)))
     radius[:, start] = cap_r[:, start] - 0.03
@@ -727,16 +730,40 @@ def bust_bottom(x: np.ndarray) -> np.ndarray:
     return BUST_BOTTOM_Y + a * np.clip(np.abs(x) / BUST_HALF_WIDTH, 0, 1) ** power
 
 
+def ear_clip(xy: np.ndarray) -> list[tuple[int, int, int]]:
+    """Triangulate a simple polygon (points in order) by ear clipping; triangles keep the polygon's winding."""
+    def cross(o: np.ndarray, a: np.ndarray, b: np.ndarray) -> float:
+        return float((a[0] - o[0]) * (b[1] - o[1]) - (a[1] - o[1]) * (b[0] - o[0]))
+
+    area = sum(cross(np.zeros(2), xy[i - 1], xy[i]) for i in range(len(xy)))
+    sign = 1.0 if area > 0 else -1.0
+    left, tris = list(range(len(xy))), []
+    while len(left) > 3:
+        for j in range(len(left)):
+            a, b, c = left[j - 1], left[j], left[(j + 1) % len(left)]
+            if sign * cross(xy[a], xy[b], xy[c]) <= 0:
+                continue  # a reflex corner is no ear
+            others = [v for v in left if v not in (a, b, c)]
+            if any(sign * cross(xy[a], xy[b], xy[v]) >= 0 and sign * cross(xy[b], xy[c], xy[v]) >= 0
+                   and sign * cross(xy[c], xy[a], xy[v]) >= 0 for v in others):
+                continue
+            tris.append((a, b, c))
+            left.pop(j)
+            break
+        else:
+            break  # degenerate leftovers: stop rather than loop forever
+    return tris + [tuple(left)] if len(left) == 3 else tris
+
+
 def bust_cap(skin: Part, loop: list[int]) -> Part:
-    """Close the bust's levelled cut with a flat fan facing down."""
-    ring = skin.positions[loop]
-    positions = np.concatenate([ring, ring.mean(0, keepdims=True)])
+    """Close the bust's cut with a cap facing down, ear-clipped so it never spills out of a concave outline."""
+    positions = skin.positions[loop]
     k = len(loop)
-    # The boundary loop runs in the skin's winding; the fan takes the reverse so its front faces look down.
-    triangles = np.asarray([(i, k, (i + 1) % k) for i in range(k)], dtype=np.int64)
-    colors = np.tile(srgb_to_linear(SHIRT) * 0.6, (k + 1, 1))
-    normals = np.tile([0.0, -1.0, 0.0], (k + 1, 1))
-    return Part("bust_cap", "skin", positions, triangles, colors, {}, normals)
+    # The boundary loop runs in the skin's winding; the cap takes the reverse so its front faces look down.
+    triangles = np.asarray([(a, c, b) for a, b, c in ear_clip(positions[:, [0, 2]])], dtype=np.int64)
+    colors = np.tile(srgb_to_linear(SHIRT) * 0.5, (k, 1))
+    normals = np.tile([0.0, -1.0, 0.0], (k, 1))
+    return Part("bust_cap", "cloth", positions, triangles, colors, {}, normals)
 
 
 # ------------------------------------------------------------------------------------------------------ build
@@ -838,7 +865,7 @@ def build_avatar(data: Path | None = None) -> Avatar:
 
 # ------------------------------------------------------------------------------------------------------- glTF
 MATERIALS: Mapping[str, tuple[float, float]] = {  # name: (roughness, metallic); colours come from COLOR_0
-    "skin": (0.62, 0.0), "hair": (0.55, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.5, 0.0),
+    "skin": (0.62, 0.0), "hair": (0.68, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.5, 0.0),
     "tongue": (0.45, 0.0), "lash": (0.8, 0.0),
     "cloth": (0.9, 0.0),
 }

@@ -102,3 +102,25 @@ def test_build_is_deterministic_and_committed_glb_is_current(tmp_path: Path) -> 
     ba.write_glb(ba.build_avatar(), out)
     digest = hashlib.sha256(out.read_bytes()).hexdigest()
     assert digest == hashlib.sha256(GLB.read_bytes()).hexdigest()
+
+
+def test_hair_curtain_covers_the_ears_without_touching_them(prims: dict) -> None:
+    gltf = pygltflib.GLTF2().load(str(GLB))
+    centre = np.asarray(gltf.scenes[0].extras["headCenter"])
+    skin, curtain = prims["skin"].positions - centre, prims["hair_curtain"].positions - centre
+    for sign in (1, -1):  # each ear's outermost point: widest skin between the jaw and the temple
+        side = skin[(skin[:, 1] > -0.07) & (skin[:, 1] < -0.02) & (sign * skin[:, 0] > 0)]
+        ear = side[np.argmax(np.abs(side[:, 0]))]
+        azimuth = np.arctan2(curtain[:, 0], curtain[:, 2]) - np.arctan2(ear[0], ear[2])
+        near = curtain[(np.abs(np.angle(np.exp(1j * azimuth))) < 0.05) & (np.abs(curtain[:, 1] - ear[1]) < 0.005)]
+        assert len(near) > 0
+        assert np.hypot(near[:, 0], near[:, 2]).min() > np.hypot(ear[0], ear[2]) + 0.002
+
+
+def test_top_is_its_own_mesh_part_and_the_bust_bottom_is_a_smooth_curve(prims: dict) -> None:
+    top, skin = prims["top"], prims["skin"]
+    assert top.roughness == ba.MATERIALS["cloth"][0] and top.positions[:, 1].max() < 0.1
+    rim = ba.boundary_loops(skin.triangles)
+    assert len(rim) == 1
+    edge = skin.positions[rim[0]] / ba.DM_TO_M + [0.0, ba.BUST_BOTTOM_Y, 0.0]
+    np.testing.assert_allclose(edge[:, 1], ba.bust_bottom(edge[:, 0]), atol=1e-4)
