@@ -94,7 +94,7 @@ SHIRT = (0.17, 0.42, 0.50)
 IRIS = (0.24, 0.46, 0.55)
 SCLERA = (0.96, 0.95, 0.93)
 PUPIL = (0.02, 0.02, 0.02)
-TEETH = (0.95, 0.93, 0.87)
+TEETH = (0.86, 0.83, 0.77)
 TONGUE = (0.62, 0.27, 0.29)
 MOUTH = (0.16, 0.03, 0.04)
 MOUTH_FADE = (0.04, 0.14)
@@ -447,12 +447,13 @@ def hair_part(skin: Part, center: np.ndarray, half: np.ndarray) -> Part:
     body = HAIR_BODY * (1 - smoothstep(0.3, 0.9, np.cos(th))) * smoothstep(0.0, HAIR_EDGE_RISE, s)
     volume = HAIR_VOLUME * np.maximum(smoothstep(0.05, 0.65, s), body) * (0.8 + 0.2 * np.cos(th))
     # a side-swept quiff over the right temple, for character
-    volume += HAIR_QUIFF * np.exp(-(((th + 0.45) / 0.45) ** 2) - ((d[:, 1] - 0.72) / 0.22) ** 2) * smoothstep(0.0, 0.15, s)
+    quiff = np.exp(-(((th + 0.45) / 0.45) ** 2) - ((d[:, 1] - 0.72) / 0.22) ** 2)
+    volume += HAIR_QUIFF * quiff * smoothstep(0.0, 0.15, s)
     # Strand clumps: ridges running down from the crown, as relief and as lighter/darker streaks.
     strands = 0.6 * np.sin(th * 19 + 1.3 * s) + 0.4 * np.sin(th * 43 - 2.1 * s + 1.7)
     thick = np.clip(0.45 * s, -0.12, HAIR_EDGE) + volume * (1 + HAIR_CLUMP * strands)
     positions = drape(p + n * thick[:, None], center, th, s > HAIR_EDGE_RISE)
-    shade = (0.88 + 0.14 * strands) * (0.8 + 0.35 * smoothstep(0.2, 0.9, d[:, 1]))
+    shade = (0.88 + 0.14 * strands) * (0.82 + 0.16 * smoothstep(0.2, 0.9, d[:, 1]))
     colors = srgb_to_linear(HAIR)[None, :] * shade[:, None]
     return Part("hair", "hair", positions, local, colors)
 
@@ -518,7 +519,8 @@ def hair_curtain(skin: Part, cap: Part, center: np.ndarray, half: np.ndarray) ->
     theta = front + u * (2 * np.pi - 2 * front)  # from the subject's left front edge round the back
     back = smoothstep(0.0, 1.0, 1 - np.abs(np.cos(theta / 2)))  # 0 at the front edges, 1 at the back
     wobble = np.sin(theta * 5 + 0.7) + 0.5 * np.sin(theta * 11 + 2.1)
-    tips = CURTAIN_TIPS[1] * (0.5 + 0.5 * np.cos(theta * CURTAIN_TIPS[0] + 1.4 * wobble)) ** 2 * (0.7 + 0.3 * wobble / 1.5)
+    tips = CURTAIN_TIPS[1] * (0.5 + 0.5 * np.cos(theta * CURTAIN_TIPS[0] + 1.4 * wobble)) ** 2
+    tips *= 0.7 + 0.2 * wobble
     hem = CURTAIN_HEM[0] + (CURTAIN_HEM[1] - CURTAIN_HEM[0]) * back - tips
     y = y_top + (hem - y_top) * v ** 0.85
     wrapped = (theta + np.pi) % (2 * np.pi) - np.pi

@@ -87,7 +87,9 @@ def load_glb(path: Path) -> list[Primitive]:
                 normals=_accessor(gltf, blob, attrs["NORMAL"]),
                 colors=_accessor(gltf, blob, attrs["COLOR_0"])[:, :3],
                 triangles=_accessor(gltf, blob, p["indices"]).astype(np.int64).reshape(-1, 3),
-                morphs={n: _accessor(gltf, blob, t["POSITION"]) for n, t in zip(names, p.get("targets", []))},
+                morphs={
+                    n: _accessor(gltf, blob, t["POSITION"]) for n, t in zip(names, p.get("targets", []), strict=True)
+                },
                 roughness=mat["pbrMetallicRoughness"].get("roughnessFactor", 1.0),
                 double_sided=mat.get("doubleSided", False),
                 translation=np.asarray(node.get("translation", [0.0, 0.0, 0.0])),

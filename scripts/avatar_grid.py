@@ -35,11 +35,15 @@ SETTLE_S = 1.3
 SETTLE_FRAMES = 15
 """...and at least this many frames were drawn since (the player caps a frame's blend step, so a slow software
 renderer needs frames, not just time)."""
-SPEECH_SHOTS: tuple[tuple[str, str], ...] = (("aa", "neutral"), ("O", "neutral"), ("PP", "neutral"),
-                                             ("FF", "neutral"), ("E", "joy"))
+SPEECH_SHOTS: tuple[tuple[str, str], ...] = (
+    ("aa", "neutral"),
+    ("O", "neutral"),
+    ("PP", "neutral"),
+    ("FF", "neutral"),
+    ("E", "joy"),
+)
 """(viseme, emotion) of the mid-speech shots."""
-STILL_MOTION = {"blink_interval_s": [1e6, 1e6], "saccade_amplitude": 0.0, "head_sway_rad": 0.0,
-                "breath_amplitude": 0.0}
+STILL_MOTION = {"blink_interval_s": [1e6, 1e6], "saccade_amplitude": 0.0, "head_sway_rad": 0.0, "breath_amplitude": 0.0}
 TILE_PX, LABEL_PX, GAP_PX, COLUMNS = 400, 34, 6, 4
 HIDE_OVERLAYS = ".avatar-status, .avatar-toolbar { display: none !important; }"
 
@@ -56,8 +60,9 @@ def silent_wav(path: Path, seconds: float, rate: int = 16000) -> Path:
 
 def pose_frame(turn_id: str, wav: Path, viseme: str, emotion: str) -> dict:
     """A speaking frame whose one clip holds ``viseme`` at weight 1 and shows ``emotion`` at intensity 1."""
-    track = VisemeTrack(CLIP_S, (MouthCue(0.0, CLIP_S, "X"),),
-                        (VisemeKey(0.0, {viseme: 1.0}), VisemeKey(CLIP_S, {viseme: 1.0})))
+    track = VisemeTrack(
+        CLIP_S, (MouthCue(0.0, CLIP_S, "X"),), (VisemeKey(0.0, {viseme: 1.0}), VisemeKey(CLIP_S, {viseme: 1.0}))
+    )
     mood = Emotion(emotion, {label: float(label == emotion) for label in EMOTION_LABELS}, "avatar_grid")
     return avatar_frame(turn_id, "speaking", [avatar_clip(wav, track, emotion=mood, intensity=1.0)])
 
