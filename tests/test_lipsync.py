@@ -22,7 +22,11 @@ from core.lipsync import (
 )
 from core.lipsync.__main__ import main as cli_main
 from core.lipsync.audio import read_audio
-from core.lipsync.engine import parse_rhubarb
+from core.config import load_config
+from core.lipsync.acoustic import load_shape_model
+from core.lipsync.align import match_words
+from core.lipsync.engine import TranscriptLipsync, parse_rhubarb
+from core.lipsync.whisper import WhisperWords
 from core.lipsync.tables import load_phoneme_table, load_shape_table
 from core.lipsync.track import MIN_CUE_S
 from core.models import find_in_package
@@ -32,6 +36,7 @@ from core.types import (
     PhonemeTiming,
     Speech,
     VisemeTrack,
+    WordTiming,
 )
 
 SENTENCE = "Peter Piper picked a peck of pickled peppers. How many did he pick?"
@@ -206,7 +211,7 @@ def test_engine_picks_source(speech: Speech) -> None:
 @pytest.mark.parametrize("source", ["transcript", "audio"])
 def test_audio_paths_follow_the_speech(speech: Speech, source: str) -> None:
     plain = Speech(speech.text, speech.audio, speech.sample_rate)
-    track = create_lipsync(source).track(plain)
+    track = (TranscriptLipsync() if source == "transcript" else create_lipsync(source)).track(plain)
     assert_valid(track, speech.duration_s)
     reference = track_from_speech(speech)
     frames = np.arange(0, speech.duration_s, 0.01)
@@ -218,7 +223,8 @@ def test_audio_paths_follow_the_speech(speech: Speech, source: str) -> None:
 def test_silence_gives_rest_only() -> None:
     silent = Speech("", np.zeros(22050, dtype=np.float32), 22050)
     for source in ("audio", "transcript"):
-        track = create_lipsync(source).track(Speech("hello there" if source == "transcript" else "", silent.audio, 22050))
+        backend = TranscriptLipsync() if source == "transcript" else create_lipsync(source)
+        track = backend.track(Speech("hello there" if source == "transcript" else "", silent.audio, 22050))
         assert [c.shape for c in track.mouth_cues] == ["X"]
         assert all(k.weights == {"sil": 1.0} for k in track.keyframes)
 
@@ -230,11 +236,80 @@ def test_noise_gives_little_movement() -> None:
     assert len(track.mouth_cues) <= 8
 
 
+@pytest.fixture(scope="module")
+def whisper() -> WhisperWords:
+    pytest.importorskip("pywhispercpp")
+    return WhisperWords(load_config())
+
+
+def agreement(track: VisemeTrack, reference: VisemeTrack, duration_s: float) -> float:
+    frames = np.arange(0.005, duration_s, 0.01)
+    return float(np.mean([shape_at(track, t) == shape_at(reference, t) for t in frames]))
+
+
+def test_whisper_timed_transcript_on_piper_speech(speech: Speech, whisper: WhisperWords) -> None:
+    heard = whisper.words(speech.audio, speech.sample_rate)
+    assert [w.start_s for w in heard] == sorted(w.start_s for w in heard)
+    assert {"peter", "piper", "pick"} <= {w.word.lower().strip(".,?!") for w in heard}
+    piper_word = next(w for w in heard if w.word.lower().startswith("piper"))
+    truth_p = [p.start_s for p in speech.phonemes if p.phoneme == "p"]
+    assert min(abs(piper_word.start_s - t) for t in truth_p) < 0.15  # whisper's word time lands on Piper's /p/
+    source = TranscriptLipsync(whisper)
+    track = source.track(Speech(speech.text, speech.audio, speech.sample_rate))
+    assert_valid(track, speech.duration_s)
+    reference = track_from_speech(speech)
+    assert agreement(track, reference, speech.duration_s) > 0.55
+    own_words = source.track(Speech("", speech.audio, speech.sample_rate))  # whisper's transcript stands in
+    assert_valid(own_words, speech.duration_s)
+    assert agreement(own_words, reference, speech.duration_s) > 0.5
+
+
+def test_tts_word_timings_are_used(speech: Speech) -> None:
+    """Word timings from a TTS without phoneme timings (kokoro, edge) place the words."""
+    words: list[WordTiming] = []
+    gap = True
+    for p in speech.phonemes:  # a word is a run of phonemes between spaces, punctuation and the markers
+        if p.phoneme in " .,?!^$_":
+            gap = True
+        elif gap:
+            words.append(WordTiming("", p.start_s, p.end_s))
+            gap = False
+        else:
+            words[-1] = WordTiming("", words[-1].start_s, p.end_s)
+    words = [WordTiming(w, t.start_s, t.end_s) for w, t in zip(SENTENCE.split(), words, strict=True)]
+    plain = Speech(speech.text, speech.audio, speech.sample_rate, words=tuple(words))
+    track = TranscriptLipsync().track(plain)
+    assert_valid(track, speech.duration_s)
+    assert agreement(track, track_from_speech(speech), speech.duration_s) > 0.55
+
+
+def test_match_words_edit_distance() -> None:
+    assert match_words(["the", "cat", "sat", "down"], ["the", "cap", "down"]) == [0, 1, None, 2]
+    assert match_words(["hello"], []) == [None]
+
+
 def test_mismatched_transcript_still_valid(tmp_path: Path) -> None:
     audio, rate = read_audio(espeak_wav(tmp_path / "s.wav", "The weather is lovely today."))
-    track = create_lipsync("transcript").track(Speech("Zebras eat 42 quizzical xylophones", audio, rate))
+    track = TranscriptLipsync().track(Speech("Zebras eat 42 quizzical xylophones", audio, rate))
     assert_valid(track, len(audio) / rate)
     assert len({c.shape for c in track.mouth_cues}) >= 3
+
+
+def test_mismatched_transcript_with_whisper(speech: Speech, whisper: WhisperWords) -> None:
+    wrong = Speech("Zebras eat forty two quizzical xylophones at noon", speech.audio, speech.sample_rate)
+    track = TranscriptLipsync(whisper).track(wrong)
+    assert_valid(track, speech.duration_s)
+    assert len({c.shape for c in track.mouth_cues}) >= 3
+
+
+def test_shape_model_validation(tmp_path: Path) -> None:
+    good = json.loads((DATA / "audio_shapes.json").read_text(encoding="utf-8"))
+    for change, message in (({"shapes": good["shapes"][1:]}, "'weights'"), ({"features": ["x"]}, "other features"),
+                            ({"shapes": ["A", "Q"]}, "Rhubarb shapes")):
+        path = tmp_path / "model.json"
+        path.write_text(json.dumps({**good, **change}), encoding="utf-8")
+        with pytest.raises(ConfigError, match=message):
+            load_shape_model(path)
 
 
 def test_unreadable_file(tmp_path: Path) -> None:
