@@ -1,8 +1,11 @@
-"""Tests for the LLM stage: the real local SmolLM2 model, the Databricks and OpenAI backends against a local fake
-server (real databricks-sdk and requests clients), the auto factory, and spoken_text."""
+"""Tests for the LLM stage: the real local SmolLM2 model (and how well it answers from the knowledge base), the
+Databricks and OpenAI backends against a local fake server (real databricks-sdk and requests clients), the auto
+factory, and spoken_text. The router and its fallback are in tests/test_router.py."""
 
 from __future__ import annotations
 
+import json
+import re
 import threading
 import time
 from collections.abc import Iterator
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from core.config import AppConfig, LLMConfig
+from core.config import DATA_DIR, AppConfig, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
 from core.llm import (
     DatabricksLLM,
@@ -21,7 +24,9 @@ from core.llm import (
     load_examples,
     spoken_text,
 )
-from core.types import ChatMessage, Reply
+from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
+from core.retrieval import create_retrieval
+from core.types import ChatMessage, Passage, Reply
 from tests.fake_databricks import HOLD_S, FakeServing, FakeServingServer
 
 TOKEN = "dapi-fake-secret-0123456789"
@@ -117,6 +122,109 @@ def test_examples_file_is_validated(tmp_path: Path) -> None:
     bad.write_text('{"examples": [{"user": "Hi", "assistant": ""}]}')
     with pytest.raises(ConfigError, match="example 0"):
         load_examples(bad)
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# Grounding: answering from knowledge-base passages
+# ---------------------------------------------------------------------------------------------------------------
+
+PRIVACY = Passage(
+    "## When data goes to the cloud\n\nOnly when you configure a cloud service does the text of your questions leave "
+    "the machine:\n\n- `OPENAI_BASE_URL`: the same goes to that OpenAI-compatible\n  server.\n- `AVATAR_TTS=edge`: "
+    "the reply text goes to Microsoft's online voice service.\n\nYour voice recording is never uploaded: it is "
+    "transcribed locally, and only the text is used. Delete the folder to erase them.",
+    "privacy.md", "When data goes to the cloud", 0.5,
+)
+VOICE_QUESTION = "Is my voice recording uploaded anywhere?"
+GROUNDING_CASES = [json.loads(line) for line in (DATA_DIR / "llm_grounding_eval.jsonl").read_text().splitlines()]
+GROUNDED_MEAN_FLOOR = 0.55  # measured 0.665 (24/34 correct); the old layout scored 0.152 (7/34) at temperature 0.3
+GROUNDED_CORRECT_FLOOR = 20
+
+
+def fact_score(answer: str, facts: list[list[str]]) -> float:
+    """Share of a case's key facts found in an answer; a fact is a list of alternative phrasings, matched at the
+    start of a word, case-insensitively ("transcri" matches "transcribed")."""
+    text = " ".join(answer.lower().split())
+    return sum(any(re.search(rf"(?<!\w){re.escape(alt)}", text) for alt in alts) for alts in facts) / len(facts)
+
+
+def test_passages_are_split_into_sentences_headings_and_list_items() -> None:
+    assert split_sentences(PRIVACY.text) == [
+        "When data goes to the cloud",
+        "Only when you configure a cloud service does the text of your questions leave the machine:",
+        "`OPENAI_BASE_URL`: the same goes to that OpenAI-compatible server.",
+        "`AVATAR_TTS=edge`: the reply text goes to Microsoft's online voice service.",
+        "Your voice recording is never uploaded: it is transcribed locally, and only the text is used.",
+        "Delete the folder to erase them.",
+    ]
+
+
+def test_best_sentences_rank_by_shared_words_and_drop_weak_ones() -> None:
+    assert best_sentences(VOICE_QUESTION, PRIVACY.text, 2) == [
+        "Your voice recording is never uploaded: it is transcribed locally, and only the text is used.",
+        # "Microsoft's online voice service" shares only "voice", under half of the best sentence's three words
+    ]
+    assert best_sentences("Which setting picks the edge voice?", PRIVACY.text, 1) == [
+        "`AVATAR_TTS=edge`: the reply text goes to Microsoft's online voice service."
+    ]
+    assert best_sentences("Who won the world cup?", PRIVACY.text, 2) == []
+    assert extractive_answer(VOICE_QUESTION, PRIVACY, 2) == (
+        "According to the privacy page: Your voice recording is never uploaded: it is transcribed locally, and only "
+        "the text is used."
+    )
+
+
+def test_grounding_file_is_validated(tmp_path: Path) -> None:
+    assert load_grounding().examples and "the" in load_grounding().stopwords
+    bad = tmp_path / "grounding.json"
+    bad.write_text('{"stopwords": ["the"], "examples": [{"passage": "x", "source": "y", "question": "z"}]}')
+    with pytest.raises(ConfigError, match="example 0"):
+        load_grounding(bad)
+    bad.write_text('{"stopwords": ["The End"], "examples": []}')
+    with pytest.raises(ConfigError, match="stopwords"):
+        load_grounding(bad)
+
+
+def test_local_prompt_puts_the_best_sentences_of_the_top_passage_before_the_question(local_llm: LocalGGUFLLM) -> None:
+    other = Passage("Piper speaks with the joe voice.", "voice.md", "Voice", 0.3)
+    history = [ChatMessage("user", "Hi"), ChatMessage("assistant", "Hello!")]
+    system = ChatMessage("system", "Be brief.")
+    prompt = local_llm._prompt([system, *history, ChatMessage("user", VOICE_QUESTION)], [PRIVACY, other])
+    examples = load_grounding().examples
+    assert prompt[0] == system
+    assert [m.role for m in prompt[1 : 1 + 2 * len(examples)]] == ["user", "assistant"] * len(examples)
+    assert prompt[2].content == examples[0].answer
+    assert prompt[-3:-1] == history
+    assert prompt[-1].content == (
+        "Use this passage from privacy.md › When data goes to the cloud: Your voice recording is never uploaded: it "
+        f"is transcribed locally, and only the text is used.\n\nQuestion: {VOICE_QUESTION}"
+    )  # one passage only, cut to its matching sentence; "joe" from the second passage is left out
+
+
+def test_local_quotes_a_confident_passage_and_generates_from_a_weak_one(local_llm: LocalGGUFLLM) -> None:
+    deltas, quoted = split(list(local_llm.stream([ChatMessage("user", VOICE_QUESTION)], [PRIVACY])))
+    assert quoted.text == extractive_answer(VOICE_QUESTION, PRIVACY, 2) == "".join(deltas).strip()
+    assert (quoted.model, quoted.completion_tokens) == ("SmolLM2-135M-Instruct.Q4_1+extractive", 0)
+    weak = replace(PRIVACY, score=local_llm.config.extractive_min_score - 0.05)
+    generated = local_llm.complete([ChatMessage("user", VOICE_QUESTION)], [weak])
+    assert generated.model == "SmolLM2-135M-Instruct.Q4_1" and generated.completion_tokens > 0
+    assert "never uploaded" in generated.text  # the 135M model answering from the passage in the new layout
+
+
+@pytest.mark.slow
+def test_grounded_answers_contain_the_key_facts(local_llm: LocalGGUFLLM, app_config: AppConfig) -> None:
+    """The offline default over the labelled questions: retrieval, then the local model's grounded answer."""
+    retrieval = create_retrieval(app_config)
+    llm = LocalGGUFLLM(app_config.llm)
+    llm._llm, llm._lock = local_llm._llm, local_llm._lock  # share the loaded weights; the settings are the defaults
+    scores = []
+    for case in GROUNDING_CASES:
+        passages = retrieval.search(case["question"], app_config.retrieval.top_k)
+        reply = llm.complete([ChatMessage("user", case["question"])], passages)
+        scores.append(fact_score(reply.text, case["facts"]))
+    mean, correct = sum(scores) / len(scores), sum(score >= 0.5 for score in scores)
+    print(f"grounding: mean key-fact score {mean:.3f}, {correct}/{len(scores)} answers with half their facts")
+    assert mean >= GROUNDED_MEAN_FLOOR and correct >= GROUNDED_CORRECT_FLOOR
 
 
 # ---------------------------------------------------------------------------------------------------------------

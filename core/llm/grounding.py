@@ -24,7 +24,7 @@ GROUNDING_PATH = DATA_DIR / "llm_grounding.json"
 STEM_CHARS = 5
 """Words are compared by their first five letters: "visemes"/"viseme", "recorded"/"recording" match."""
 
-_WORD = re.compile(r"[a-z0-9]+(?:[._-][a-z0-9]+)*")
+_WORD = re.compile(r"[a-z0-9]+")  # AVATAR_SYSTEM_PROMPT and tiny.en are several words
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d{1,3}[.)]\s+)")
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
@@ -143,12 +143,10 @@ def example_turns(examples: Sequence[GroundedExample]) -> list[ChatMessage]:
 def extractive_answer(question: str, passage: Passage, sentences: int) -> str:
     """An answer made only of the passage's best sentences, introduced by where they come from; "" if none match.
 
-    E.g. "According to the privacy page, your voice recording is never uploaded: it is transcribed locally, ...".
+    E.g. "According to the privacy page: Your voice recording is never uploaded: it is transcribed locally, ...".
     """
     chosen = best_sentences(question, passage.text, sentences)
     if not chosen:
         return ""
-    first = chosen[0]
-    lead = first[0].lower() + first[1:] if first[:1].isupper() and not first[1:2].isupper() else first
     page = Path(passage.source).stem.replace("_", " ").replace("-", " ")
-    return " ".join([f"According to the {page} page, {lead}", *chosen[1:]])
+    return " ".join([f"According to the {page} page: {chosen[0]}", *chosen[1:]])

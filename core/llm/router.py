@@ -76,7 +76,7 @@ class RoutingRule:
             return RouteDecision("large", f"long question ({words} words)")
         lowered = " ".join(question.lower().split())
         for cue in self.complex_cues:
-            if re.search(rf"(?<!\w){re.escape(cue)}(?!\w)", lowered):
+            if re.search(rf"(?<!\w){re.escape(cue)}(?:e?s)?(?!\w)", lowered):  # plurals count
                 return RouteDecision("large", f"asks for reasoning ('{cue}')")
         top = passages[0].score if passages else None
         if top is not None and top >= self.confident_score:
@@ -147,7 +147,8 @@ class RoutedLLM(LLMBackend):
         conversation = self._conversation(messages)
         decision = self.rule.decide(conversation[-1].content, passages)
         chosen = self.large if decision.tier == "large" else self.small
-        route = f"{decision.tier} ({chosen.description}): {decision.reason}"
+        only = ", the only model configured" if self.small is self.large else ""
+        route = f"{decision.tier} ({chosen.description}{only}): {decision.reason}"
         log.info("LLM router: %s -> %s", route, chosen.description)
         notice = ""
         backend = chosen
