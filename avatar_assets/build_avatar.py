@@ -126,7 +126,7 @@ CURTAIN_GRID = (180, 44)
 """Columns round the head and rows from the top down to the hem."""
 CURTAIN_TOP = 0.8
 """Head-box height where the curtain starts, tucked inside the cap."""
-CURTAIN_FRONT_DEG = (40.0, 76.0, 64.0)
+CURTAIN_FRONT_DEG = (64.0, 76.0, 64.0)
 """Azimuth of the curtain's front edge (0 = the nose) at its top, at mid-height and at the hem."""
 CURTAIN_HEM = (6.15, 5.88)
 """Hem height at the front edge and at the back."""
