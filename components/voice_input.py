@@ -29,6 +29,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 20.0
 VAD_SETTINGS: dict[str, float] = {
     "step_s": 0.03,  # how often the microphone level is read
+    "max_gap_s": 0.25,  # a longer gap between readings (a busy page) counts as this long
     "min_rms": 0.01,  # quieter input is never speech
     "initial_floor": 0.003,  # noise floor assumed before the first readings
     "floor_ratio": 3.0,  # speech is this many times louder than the noise floor

@@ -140,9 +140,12 @@
   }
 
   // ----------------------------------------------------------------------------- server engine
-  /** The recording in progress: {stream, recorder, chunks, meter, startedAt, speechS, silenceS, floor, ended}. */
+  /** The open microphone while listening: {stream, ctx, analyser, samples, timer, floor}. */
+  let mic = null;
+  /** The recording in progress: {recorder, chunks, startedAt, lastRead, speechS, silenceS, keep, ended}. */
   let current = null;
 
+  /** Open the microphone and start recording; hands-free mode keeps it open and records question after question. */
   async function startRecording() {
     let stream;
     try {
@@ -155,51 +158,63 @@
       showStatus(`The microphone is not available (${err.name}): upload a recording instead.`, true);
       return;
     }
+    const ctx = new AudioContext();
+    if (ctx.state !== 'running') ctx.resume(); // the click on the mic allows it
+    const analyser = ctx.createAnalyser();
+    analyser.fftSize = 1024;
+    ctx.createMediaStreamSource(stream).connect(analyser);
+    mic = { stream, ctx, analyser, samples: new Float32Array(analyser.fftSize), floor: vad.initial_floor, timer: null };
+    mic.timer = setInterval(vadStep, vad.step_s * 1000);
+    setListening(true);
+    record();
+    if (!handsFree.checked) speechStarted(); // push-to-talk: pressing the mic starts the user's turn
+  }
+
+  function record() {
     const mimeType = RECORDING_TYPES.find((type) => MediaRecorder.isTypeSupported(type));
-    const recorder = new MediaRecorder(stream, mimeType ? { mimeType } : undefined);
-    const session = {
-      stream, recorder, chunks: [], keep: false, ended: false, startedAt: performance.now(),
-      speechS: 0, silenceS: 0, floor: vad.initial_floor,
-    };
+    const recorder = new MediaRecorder(mic.stream, mimeType ? { mimeType } : undefined);
+    const now = performance.now();
+    const session = { recorder, chunks: [], startedAt: now, lastRead: now, speechS: 0, silenceS: 0, keep: false, ended: false };
     current = session;
     recorder.ondataavailable = (event) => { if (event.data.size) session.chunks.push(event.data); };
     recorder.onstop = () => finishRecording(session);
     recorder.start(250);
-    session.meter = startMeter(session);
-    setListening(true);
-    if (!handsFree.checked) speechStarted(); // push-to-talk: pressing the mic starts the user's turn
   }
 
-  function startMeter(session) {
-    const ctx = new AudioContext();
-    const analyser = ctx.createAnalyser();
-    analyser.fftSize = 1024;
-    ctx.createMediaStreamSource(session.stream).connect(analyser);
-    const samples = new Float32Array(analyser.fftSize);
-    const timer = setInterval(() => vadStep(session, analyser, samples), vad.step_s * 1000);
-    return { ctx, timer };
+  function closeMic() {
+    if (!mic) return;
+    clearInterval(mic.timer);
+    mic.ctx.close();
+    mic.stream.getTracks().forEach((track) => track.stop());
+    mic = null;
+    levelBar.style.width = '0';
   }
 
   /** Energy VAD: speech is input louder than the noise floor (and an absolute minimum); a pause ends the turn. */
-  function vadStep(session, analyser, samples) {
-    if (session.ended) return;
-    analyser.getFloatTimeDomainData(samples);
+  function vadStep() {
+    const session = current;
+    if (!mic || !session || session.ended) return;
+    mic.analyser.getFloatTimeDomainData(mic.samples);
+    const now = performance.now();
+    // Timers run late on a busy page: count the real time since the last reading, not the nominal step.
+    const dt = Math.min((now - session.lastRead) / 1000, vad.max_gap_s);
+    session.lastRead = now;
     let sum = 0;
-    for (const x of samples) sum += x * x;
-    const rms = Math.sqrt(sum / samples.length);
+    for (const x of mic.samples) sum += x * x;
+    const rms = Math.sqrt(sum / mic.samples.length);
     V.level = rms;
     levelBar.style.width = `${Math.min(100, rms * 400)}%`;
-    const isSpeech = rms > Math.max(vad.min_rms, session.floor * vad.floor_ratio);
+    const isSpeech = rms > Math.max(vad.min_rms, mic.floor * vad.floor_ratio);
     // The floor follows quiet input quickly and loud input slowly, so speech does not raise it.
-    session.floor += (rms - session.floor) * (rms < session.floor ? vad.floor_fall : vad.floor_rise);
+    mic.floor += (rms - mic.floor) * (rms < mic.floor ? vad.floor_fall : vad.floor_rise);
     if (isSpeech) {
-      session.speechS += vad.step_s;
+      session.speechS += dt;
       session.silenceS = 0;
       if (handsFree.checked && session.speechS >= vad.onset_s) speechStarted();
     } else {
-      session.silenceS += vad.step_s;
+      session.silenceS += dt;
     }
-    const elapsed = (performance.now() - session.startedAt) / 1000;
+    const elapsed = (now - session.startedAt) / 1000;
     if (elapsed >= props.max_audio_s - vad.cap_margin_s) {
       endRecording(session, true);
       showStatus(`Stopped at the ${props.max_audio_s}-second limit.`, true);
@@ -214,18 +229,16 @@
     if (session.ended) return;
     session.ended = true;
     session.keep = keep;
-    clearInterval(session.meter.timer);
-    session.meter.ctx.close();
-    levelBar.style.width = '0';
     if (session.recorder.state !== 'inactive') session.recorder.stop();
     else finishRecording(session);
   }
 
   async function finishRecording(session) {
-    session.stream.getTracks().forEach((track) => track.stop());
     if (current === session) current = null;
-    const again = V.listening && handsFree.checked && V.engine === 'server';
-    if (!again) {
+    if (V.listening && handsFree.checked && mic) {
+      record(); // hands-free: the next question is recorded while this one is sent
+    } else {
+      closeMic();
       speaking = false;
       setListening(false);
     }
@@ -234,7 +247,6 @@
       const ext = type.includes('ogg') ? 'ogg' : type.includes('mp4') ? 'm4a' : 'webm';
       await sendFile(new File(session.chunks, `speech.${ext}`, { type }));
     }
-    if (again && V.listening) startRecording();
   }
 
   async function sendFile(file) {
@@ -272,8 +284,12 @@
     if (recognition) {
       if (keep) recognition.stop(); else recognition.abort();
     }
-    if (current) endRecording(current, keep);
-    else if (!recognition) setListening(false);
+    if (current) {
+      endRecording(current, keep);
+    } else {
+      closeMic();
+      if (!recognition) setListening(false);
+    }
   }
 
   micBtn.addEventListener('click', () => (V.listening ? stopListening(true) : startListening()));
