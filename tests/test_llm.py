@@ -25,7 +25,7 @@ from core.llm import (
     spoken_text,
 )
 from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
-from core.retrieval import create_retrieval
+from core.retrieval import create_retrieval, format_context
 from core.types import ChatMessage, Passage, Reply
 from tests.fake_databricks import HOLD_S, FakeServing, FakeServingServer
 
@@ -257,6 +257,17 @@ def test_databricks_streams_through_the_openai_compatible_route(databricks: Fake
     assert (reply.prompt_tokens, reply.completion_tokens) == (FakeServing.prompt_tokens(body), len(deltas))
     assert (reply.backend, reply.model, reply.finish_reason) == ("databricks", ENDPOINT, "stop")
     assert [r.path for r in fake.requests if r.method == "GET"] == ["/.well-known/databricks-config"]
+
+
+def test_databricks_gets_passages_quoted_in_the_system_message(databricks: FakeServingServer) -> None:
+    llm = DatabricksLLM(LLMConfig(temperature=0.7, grounded_temperature=0.1))
+    llm.complete([ChatMessage("user", VOICE_QUESTION)], [PRIVACY])
+    [request] = databricks.fake.posts("/serving-endpoints/chat/completions")
+    assert request.body is not None
+    system, user = request.body["messages"]
+    assert system["content"] == f"{LLMConfig().system_prompt}\n\n{format_context([PRIVACY])}"
+    assert user["content"] == VOICE_QUESTION  # the whole passage, untrimmed: a cloud model reads it well
+    assert request.body["temperature"] == 0.1
 
 
 def test_databricks_deltas_arrive_while_the_server_is_still_generating(databricks: FakeServingServer) -> None:

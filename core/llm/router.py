@@ -139,10 +139,6 @@ class RoutedLLM(LLMBackend):
             return f"{self.small.description} (small and large)"
         return f"small: {self.small.description}; large: {self.large.description}"
 
-    def route(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> RouteDecision:
-        """The tier this conversation's last question goes to, and why."""
-        return self.rule.decide(self._conversation(messages)[-1].content, passages)
-
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         conversation = self._conversation(messages)
         decision = self.rule.decide(conversation[-1].content, passages)
