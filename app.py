@@ -52,6 +52,10 @@ AVATAR_INTERRUPT_JS = "(heard, chat, history) => [window.avatarInterrupt?.() ?? 
 def turn_note(done: TurnComplete) -> str:
     """The small print under an answer: sources, a cache hit, and what the turn cost."""
     notes = []
+    if done.reply.notice:
+        notes.append(f"⚠️ {done.reply.notice}")
+    if done.reply.route:
+        notes.append(f"Model: {done.reply.route}")
     if done.passages:
         notes.append("Sources: " + "; ".join(dict.fromkeys(p.citation() for p in done.passages)))
     if done.cache != "miss":

@@ -213,7 +213,7 @@ class Pipeline:
                 if isinstance(event, UserTurn):
                     user = event
                 elif isinstance(event, TurnComplete) and user is not None:
-                    costs = self.turn_log.record_turn(session_id, user, event)
+                    costs = self.turn_log.record_turn(session_id, user, event, router=event.reply.route or None)
                     event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()})
                 yield event
         except PipelineError as exc:
