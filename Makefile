@@ -5,7 +5,7 @@ STAMPS := .cache/stamps
 BUNDLE := components/static/vendor/three-bundle.js
 APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg
 
-.PHONY: run test install install-test bench avatar lint clean
+.PHONY: run test install install-test bench avatar grid lint clean
 
 run: install
 	$(PYTHON) app.py
@@ -41,9 +41,14 @@ $(BUNDLE): components/package.json components/package-lock.json components/three
 avatar: $(STAMPS)/python-test
 	$(PYTHON) avatar_assets/build_avatar.py
 
+# The README's picture of the avatar: screenshots of the real component in headless Chromium.
+grid: install-test
+	$(PYTHON) scripts/avatar_grid.py
+
 bench: install-test
 	$(PYTHON) bench/lipsync/run.py
 	$(PYTHON) bench/asr/run.py
+	$(PYTHON) bench/latency/run.py
 
 lint: install-test
 	$(PYTHON) -m ruff check .
