@@ -42,7 +42,7 @@ LATENCY_LABELS = {
 }
 """The latency breakdown shown after each turn, in pipeline order."""
 INTERRUPTED = "*(interrupted)*"
-AVATAR_INTERRUPT_JS = "(heard, chat, history) => [window.avatarInterrupt?.() ?? null, chat, history]"
+AVATAR_INTERRUPT_JS = "(heard, chat, history) => [window.avatarState?.interrupt?.() ?? null, chat, history]"
 """Runs in the browser before a barge-in: stops the avatar at once and reports what of its turn was heard."""
 
 
@@ -96,7 +96,7 @@ class LiveTurn:
                   ) -> tuple[list[dict], list[dict]] | None:
         """Cancel the turn if it is still generating or playing; return the chat and history trimmed to what was heard.
 
-        ``heard`` is the avatar's report (``avatarInterrupt()`` in avatar.js): the turn it was playing, whether it
+        ``heard`` is the avatar's report (``avatarState.interrupt()`` in avatar.js): the turn it was playing, whether it
         was still playing, and how many clips had started. Returns None when there is nothing to interrupt.
         """
         heard = heard or {}

@@ -12,8 +12,13 @@ import numpy as np
 import pytest
 
 from app import build_app
-from tests.browser import CHROMIUM_ARGS, CHROMIUM_PATH, console_collector, serve_blocks
-from tests.browser import chromium as chromium_fixture  # noqa: F401 - registers the `chromium` fixture
+from tests.browser import (
+    CHROMIUM_ARGS,
+    CHROMIUM_PATH,
+    chromium,  # noqa: F401 - a fixture (tests below take it: F811 there)
+    console_collector,
+    serve_blocks,
+)
 
 SPOKEN_QUESTION = "How does the lip sync work?"
 NO_SPEECH_RECOGNITION = """
@@ -112,7 +117,7 @@ def test_without_speech_recognition_the_page_records_for_the_server(pipeline, ar
     print(f"speech + pause ended the turn {turn_end_s:.1f} s after the click (speech lasts ~2.3 s + 0.8 s pause)")
 
 
-def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chromium, pipeline, artifacts):
+def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chromium, pipeline, artifacts):  # noqa: F811
     with serve_blocks(build_app(pipeline)) as url:
         page, console = open_page(chromium, url, FAKE_RECOGNITION)
         assert "live in your browser" in page.locator("#voice .voice-status").inner_text()
@@ -132,7 +137,7 @@ def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chrom
     assert chat.count("How does the lip sync work?") == 1, chat  # sent once, as the user's turn
 
 
-def test_a_failing_recogniser_switches_to_server_recording_and_says_so(chromium, pipeline):
+def test_a_failing_recogniser_switches_to_server_recording_and_says_so(chromium, pipeline):  # noqa: F811
     failing = FAKE_RECOGNITION.replace("const steps = [", "const steps = [() => this.onerror({ error: 'network' }),")
     with serve_blocks(build_app(pipeline)) as url:
         page, _ = open_page(chromium, url, failing)
@@ -145,8 +150,9 @@ def test_a_failing_recogniser_switches_to_server_recording_and_says_so(chromium,
     assert "microphone is not available" in status and "upload" in status, status
 
 
-def test_silence_and_a_corrupt_file_get_clear_messages_and_the_next_turn_works(chromium, pipeline, artifacts,
-                                                                               tmp_path):
+def test_silence_and_a_corrupt_file_get_clear_messages_and_the_next_turn_works(
+    chromium, pipeline, artifacts, tmp_path  # noqa: F811
+):
     silence = write_wav(tmp_path / "silence.wav", np.random.default_rng(0).normal(0, 0.002, 32000), 16000)
     corrupt = tmp_path / "question.webm"
     corrupt.write_bytes(b"this is not audio at all " * 40)

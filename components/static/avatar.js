@@ -29,7 +29,7 @@
   const S = (window.avatarState = {
     ready: false, state: 'idle', emotion: 'neutral', viseme: 'sil', morphs: {}, playbackTime: 0,
     playing: false, clipsPlayed: 0, framesRendered: 0, fps: 0, blinks: 0, turnId: null, clock: 'none',
-    threeSource: null, avatarSource: null, morphReport: null, errors: [], warnings: [],
+    threeSource: null, avatarSource: null, morphReport: null, errors: [], warnings: [], interrupts: [],
   });
   const showStatus = (text, isError = false) => {
     statusEl.textContent = text;
@@ -385,9 +385,10 @@
       interrupted.add(turn.id);
       stopTurn();
     }
+    S.interrupts.push(report);
     return report;
   }
-  window.avatarInterrupt = interruptTurn;
+  S.interrupt = interruptTurn; // window.avatarState belongs to the newest mounted player: call it through there
 
   /** @param {AvatarFrame} frame */
   function onFrame(frame) {
