@@ -158,7 +158,8 @@ def main() -> None:
         "cost dominates for short sentences). The ground truth shares the tables with the engine, so it measures",
         "timing and smoothing, not whether a phoneme→shape choice is right. Everything here is one voice: the",
         "classifier is trained on it, so other voices and real microphones will score lower. Compute times vary",
-        "±2x with the load of this shared 2-core machine.",
+        "±2x with the load of this shared 2-core machine; whisper.cpp time swings several-fold between rows run",
+        "minutes apart (load average 2 to 14 while this ran); on an idle machine tiny.en takes ~0.6 s per sentence.",
         *([] if "rhubarb" in sources else ["", "Rhubarb: no binary on this machine, so no row."]),
         "",
     ]
