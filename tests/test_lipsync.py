@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from core.config import load_config
 from core.errors import ConfigError, InputError
 from core.lipsync import (
     LIPSYNC_BACKENDS,
@@ -21,14 +22,13 @@ from core.lipsync import (
     track_from_speech,
 )
 from core.lipsync.__main__ import main as cli_main
-from core.lipsync.audio import read_audio
-from core.config import load_config
 from core.lipsync.acoustic import load_shape_model
 from core.lipsync.align import match_words
+from core.lipsync.audio import read_audio
 from core.lipsync.engine import TranscriptLipsync, parse_rhubarb
-from core.lipsync.whisper import WhisperWords
 from core.lipsync.tables import load_phoneme_table, load_shape_table
 from core.lipsync.track import MIN_CUE_S
+from core.lipsync.whisper import WhisperWords
 from core.models import find_in_package
 from core.types import (
     OCULUS_VISEMES,

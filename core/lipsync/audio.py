@@ -138,7 +138,7 @@ def _fill_runs(mask: np.ndarray, *, value: bool, shorter_than: int, inner_only: 
     """Flip runs of ``value`` shorter than ``shorter_than`` frames (only those between other runs if ``inner_only``)."""
     out = mask.copy()
     edges = np.flatnonzero(np.diff(np.concatenate(([False], mask == value, [False])).astype(np.int8)))
-    for begin, end in zip(edges[::2], edges[1::2]):
+    for begin, end in zip(edges[::2], edges[1::2], strict=True):
         if end - begin < shorter_than and not (inner_only and (begin == 0 or end == len(mask))):
             out[begin:end] = not value
     return out

@@ -25,10 +25,10 @@ from core.errors import BackendError, InputError, ModelNotFoundError
 from core.lipsync.acoustic import segments_from_audio
 from core.lipsync.align import align_words, word_windows, words_of
 from core.lipsync.audio import analyse
-from core.lipsync.whisper import WhisperWords
 from core.lipsync.phonemes import VisemeSegment, segments_from_phonemes
 from core.lipsync.tables import shape_table
 from core.lipsync.track import build_track
+from core.lipsync.whisper import WhisperWords
 from core.types import RHUBARB_SHAPES, Speech, VisemeTrack
 
 log = logging.getLogger(__name__)
@@ -119,13 +119,13 @@ class TranscriptLipsync(LipsyncBackend):
 
 
 class AudioLipsync(LipsyncBackend):
-    """Lip-sync from the sound alone: loudness for openness, spectral shape for the vowel class."""
+    """Lip-sync from the sound alone: a trained per-frame shape classifier, smoothed by Viterbi."""
 
     name: ClassVar[str] = "audio"
 
     @property
     def description(self) -> str:
-        return "audio energy + spectrum"
+        return "audio shape classifier (mel cepstra, level, hiss, ZCR) + Viterbi"
 
     def accepts(self, speech: Speech) -> bool:
         return speech.duration_s > 0
