@@ -106,7 +106,9 @@ class Stages:
     @property
     def lipsync(self) -> LipsyncBackend:
         cfg = self.config.lipsync
-        return self._get("lipsync", lambda: create_lipsync(cfg.backend, rhubarb_path=cfg.rhubarb_path))
+        return self._get(
+            "lipsync", lambda: create_lipsync(cfg.backend, rhubarb_path=cfg.rhubarb_path, config=self.config)
+        )
 
 
 class Pipeline:

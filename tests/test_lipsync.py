@@ -327,7 +327,8 @@ def test_cli_json_and_tsv(tmp_path: Path, capsys) -> None:
     out = tmp_path / "out.json"
     assert cli_main([str(wav), "-d", str(tmp_path / "s.txt"), "-o", str(out)]) == 0
     document = json.loads(out.read_text(encoding="utf-8"))
-    assert document["mouthCues"][0]["start"] == 0 and document["mouthCues"][-1]["end"] == document["metadata"]["duration"]
+    cues = document["mouthCues"]
+    assert cues[0]["start"] == 0 and cues[-1]["end"] == document["metadata"]["duration"]
     assert cli_main([str(wav), "-f", "tsv"]) == 0
     lines = capsys.readouterr().out.strip().splitlines()
     assert lines[-1].endswith("\tX") and all(len(line.split("\t")) == 2 for line in lines)

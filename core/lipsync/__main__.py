@@ -1,4 +1,4 @@
-"""Command line lip-sync that mirrors Rhubarb: ``python -m core.lipsync speech.wav [-d transcript.txt] [-f json|tsv]``."""
+"""Command line lip-sync that mirrors Rhubarb: ``python -m core.lipsync speech.wav [-d text.txt] [-f json|tsv]``."""
 
 from __future__ import annotations
 

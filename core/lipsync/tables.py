@@ -88,7 +88,8 @@ def load_phoneme_table(path: Path, alphabet: str) -> PhonemeTable:
         if not visemes:
             raise ConfigError(f"{path}: {key!r} maps to an empty list")
         phonemes[key] = tuple(_viseme(path, key, v) for v in visemes)
-    classes = {name: _symbols(path, raw, name) for name in ("silence", "word_boundary", "attach_next", "attach_previous")}
+    names = ("silence", "word_boundary", "attach_next", "attach_previous")
+    classes = {name: _symbols(path, raw, name) for name in names}
     seen: set[str] = set(phonemes)
     for name, symbols in classes.items():
         overlap = seen & symbols
