@@ -11,6 +11,7 @@ run: install
 	$(PYTHON) app.py
 
 test: install-test
+	$(PYTHON) -m ruff check .
 	$(PYTHON) -m pytest -q tests
 
 install: $(STAMPS)/python $(BUNDLE)
