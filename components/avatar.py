@@ -21,7 +21,6 @@ replayed); a new ``turn_id`` stops the current playback.
 
 from __future__ import annotations
 
-import json
 import logging
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -30,6 +29,7 @@ from typing import Any
 import gradio as gr
 
 from core.config import PROJECT_ROOT
+from core.datafiles import read_json
 from core.errors import ConfigError
 from core.types import EMOTION_LABELS, OCULUS_VISEMES, Emotion, VisemeTrack
 
@@ -53,21 +53,6 @@ DEFAULT_MAX_UPLOAD_MB = 30.0
 DEFAULT_HEIGHT_PX = 420
 
 
-def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
-    keys = [k for k, _ in pairs]
-    duplicates = sorted({k for k in keys if keys.count(k) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate keys {duplicates}")
-    return dict(pairs)
-
-
-def _read_json(path: Path) -> Any:
-    try:
-        return json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicates)
-    except (OSError, ValueError) as exc:
-        raise ConfigError(f"cannot read {path}: {exc}") from exc
-
-
 def _check_pose(pose: Any, where: str) -> dict[str, float]:
     """A pose is ``{morph name: weight in [0, 1]}``."""
     if not isinstance(pose, dict):
@@ -83,7 +68,7 @@ def load_pose_map(path: Path, allowed_keys: Sequence[str]) -> dict[str, dict[str
 
     Keys starting with ``_`` (comments) are skipped.
     """
-    table = _read_json(path)
+    table = read_json(path)
     if not isinstance(table, dict):
         raise ConfigError(f"{path}: expected a JSON object at the top level")
     table = {key: pose for key, pose in table.items() if not key.startswith("_")}  # "_comment" etc.
@@ -95,7 +80,7 @@ def load_pose_map(path: Path, allowed_keys: Sequence[str]) -> dict[str, dict[str
 
 def load_motion(path: Path = MOTION_PATH) -> dict[str, Any]:
     """Load the state poses and idle-motion parameters (``static/avatar_motion.json``) and validate them."""
-    motion = _read_json(path)
+    motion = read_json(path)
     states = motion.get("states") if isinstance(motion, dict) else None
     if not isinstance(states, dict) or set(states) != set(AVATAR_STATES):
         raise ConfigError(f"{path}: 'states' must have exactly the keys {list(AVATAR_STATES)}")
@@ -125,7 +110,7 @@ def load_motion(path: Path = MOTION_PATH) -> dict[str, Any]:
 
 def three_version(package_json: Path = PACKAGE_JSON) -> str:
     """The exact three.js version pinned in ``components/package.json``."""
-    return str(_read_json(package_json)["dependencies"]["three"])
+    return str(read_json(package_json)["dependencies"]["three"])
 
 
 def static_url(path: Path) -> str:

@@ -9,7 +9,6 @@ of the month in ``monthly_projection``.
 
 from __future__ import annotations
 
-import json
 import logging
 import math
 from collections.abc import Mapping, Sequence
@@ -18,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from core.config import DATA_DIR
+from core.datafiles import read_json
 from core.errors import ConfigError
 from core.types import TurnComplete
 
@@ -85,15 +85,7 @@ class PriceTable:
             ConfigError: the file is missing or not JSON, has a duplicate or unknown key, a negative or non-numeric
                 price, an item without ``notes``, or a preset naming an item that does not exist.
         """
-        path = Path(path)
-        try:
-            text = path.read_text(encoding="utf-8")
-        except OSError as exc:
-            raise ConfigError(f"Cannot read the price table {path}: {exc}") from exc
-        try:
-            data = json.loads(text, object_pairs_hook=lambda pairs: _unique_keys(pairs, path))
-        except json.JSONDecodeError as exc:
-            raise ConfigError(f"{path} is not valid JSON: {exc}") from exc
+        data = read_json(path)
         return _parse_table(data, str(path))
 
     @property
@@ -104,15 +96,6 @@ class PriceTable:
     def item(self, section: str, name: str) -> PriceItem | None:
         """The item ``name`` of ``section``, or None."""
         return self.items.get(section, {}).get(name)
-
-
-def _unique_keys(pairs: list[tuple[str, Any]], path: Path) -> dict[str, Any]:
-    seen: dict[str, Any] = {}
-    for key, value in pairs:
-        if key in seen:
-            raise ConfigError(f"{path}: duplicate key {key!r}")
-        seen[key] = value
-    return seen
 
 
 def _fail(source: str, where: str, problem: str) -> ConfigError:

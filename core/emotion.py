@@ -10,7 +10,6 @@ Backends:
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import os
 import re
@@ -25,6 +24,7 @@ import numpy as np
 
 from core.backend import StageBackend, backend_errors, pick_backend
 from core.config import DATA_DIR, AppConfig
+from core.datafiles import parse_json, read_json
 from core.errors import ConfigError, ModelNotFoundError
 from core.models import resolve_model
 from core.types import EMOTION_LABELS, Emotion
@@ -54,14 +54,6 @@ class LabelledText:
     label: str
 
 
-def _reject_duplicate_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    keys = [key for key, _ in pairs]
-    duplicates = sorted({key for key in keys if keys.count(key) > 1})
-    if duplicates:
-        raise ValueError(f"duplicate keys {duplicates}")
-    return dict(pairs)
-
-
 def load_examples(path: Path) -> tuple[LabelledText, ...]:
     """Read a JSONL file of ``{"text": ..., "label": ...}`` lines, validating every line.
 
@@ -75,10 +67,7 @@ def load_examples(path: Path) -> tuple[LabelledText, ...]:
         if not line.strip():
             continue
         where = f"{path.name} line {number}"
-        try:
-            row = json.loads(line, object_pairs_hook=_reject_duplicate_keys)
-        except ValueError as exc:
-            raise ConfigError(f"{where}: not valid JSON ({exc})") from exc
+        row = parse_json(line, where)
         if not isinstance(row, dict) or set(row) != {"text", "label"}:
             raise ConfigError(f"{where}: expected an object with exactly the keys 'text' and 'label'")
         text, label = row["text"], row["label"]
@@ -113,10 +102,7 @@ class ClassifierSettings:
             ConfigError: when a key is missing or unknown, the penalty is not positive, or the prior is not a
                 positive distribution over exactly ``EMOTION_LABELS``.
         """
-        try:
-            raw = json.loads(path.read_text(encoding="utf-8"), object_pairs_hook=_reject_duplicate_keys)
-        except ValueError as exc:
-            raise ConfigError(f"{path.name}: not valid JSON ({exc})") from exc
+        raw = read_json(path)
         if set(raw) != {"description", "l2_penalty", "class_prior"}:
             raise ConfigError(f"{path.name}: expected the keys description, l2_penalty, class_prior; got {sorted(raw)}")
         penalty, prior = raw["l2_penalty"], raw["class_prior"]

@@ -122,7 +122,7 @@ def test_heldout_sentences_are_not_copies_or_paraphrases_of_training_sentences()
     [
         (['{"text": "Hi.", "label": "happy"}'], "unknown label 'happy'"),
         (['{"text": "Hi.", "label": "joy"}', '{"text": "hi. ", "label": "joy"}'], "repeats the text of line 1"),
-        (['{"text": "Hi.", "label": "joy", "label": "anger"}'], "duplicate keys"),
+        (['{"text": "Hi.", "label": "joy", "label": "anger"}'], "duplicate key 'label'"),
         (['{"text": "  ", "label": "joy"}'], "non-empty string"),
         (['{"text": "Hi.", "label": "joy"}'], "too few examples"),
     ],

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
 
 from core.config import DATA_DIR
+from core.datafiles import read_json
 from core.errors import ConfigError
 from core.types import OCULUS_VISEMES, RHUBARB_SHAPES
 
@@ -41,24 +41,8 @@ class ShapeTable:
     representative: Mapping[str, str]
 
 
-def _unique_keys(pairs: list[tuple[str, object]]) -> dict[str, object]:
-    """``object_pairs_hook`` that rejects a key written twice in one JSON object."""
-    result: dict[str, object] = {}
-    for key, value in pairs:
-        if key in result:
-            raise ConfigError(f"duplicate key {key!r}")
-        result[key] = value
-    return result
-
-
 def _read(path: Path) -> dict:
-    try:
-        with path.open(encoding="utf-8") as handle:
-            return json.load(handle, object_pairs_hook=_unique_keys)
-    except ConfigError as exc:
-        raise ConfigError(f"{path}: {exc}") from None
-    except (OSError, json.JSONDecodeError) as exc:
-        raise ConfigError(f"cannot read viseme table {path}: {exc}") from exc
+    return read_json(path)
 
 
 def _viseme(path: Path, key: str, value: object) -> str:
