@@ -11,8 +11,8 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterable, Iterator, Mapping, Sequence
-from contextlib import closing, contextmanager
+from collections.abc import Iterable, Mapping, Sequence
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,13 @@ import pandas as pd
 from core.config import AppConfig
 from core.costs import COMPONENTS, CostBreakdown, PriceTable, costs_by_preset, monthly_projection, usage_from_turn
 from core.errors import PipelineError
+from core.storage import transaction
 from core.types import EMOTION_LABELS, Emotion, TurnComplete, UserTurn
 
 log = logging.getLogger(__name__)
 
 TURN_LOG_FILE = "turns.sqlite"
 SCHEMA_VERSION = 1
-SQLITE_TIMEOUT_S = 30.0
 DEFAULT_CONVERSATIONS_PER_DAY = 100
 DEFAULT_TURNS_PER_CONVERSATION = 5
 
@@ -107,11 +107,8 @@ class TurnLog:
         """The log at ``<cache_dir>/turns.sqlite``."""
         return cls(config.cache_dir / TURN_LOG_FILE, prices)
 
-    @contextmanager
-    def _connection(self) -> Iterator[sqlite3.Connection]:
-        """A fresh connection, committed and closed on exit (rolled back on error)."""
-        with closing(sqlite3.connect(self.path, timeout=SQLITE_TIMEOUT_S)) as conn, conn:
-            yield conn
+    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
     # -- writing ----------------------------------------------------------------------------------------------
 

@@ -26,8 +26,8 @@ import threading
 import time
 import unicodedata
 from collections import OrderedDict
-from collections.abc import Iterator, Mapping, Sequence
-from contextlib import contextmanager
+from collections.abc import Mapping, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -36,6 +36,7 @@ import numpy as np
 
 from core.retrieval import Passage, RetrievalBackend
 from core.retrieval.index import TextEmbedder
+from core.storage import transaction
 from core.types import Emotion, MouthCue, Reply, SpokenClip, TurnComplete, VisemeKey, VisemeTrack
 
 log = logging.getLogger(__name__)
@@ -340,15 +341,8 @@ class ResponseCache:
         text = f"{RESPONSE_FORMAT}\0{self.kb_fingerprint}\0{self.settings_key}"
         return hashlib.sha256(text.encode()).hexdigest()[:16]
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        db = sqlite3.connect(self.path, timeout=10)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
     def _question_set(self, scope: str) -> _QuestionSet:
         """The stored questions of a scope, read from the database the first time."""

@@ -19,8 +19,7 @@ import logging
 import sqlite3
 import threading
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -36,6 +35,7 @@ from core.retrieval.documents import (
     list_documents,
     read_document,
 )
+from core.storage import transaction
 
 log = logging.getLogger(__name__)
 
@@ -116,16 +116,8 @@ class VectorIndex:
             db.executescript(_SCHEMA)
         self._load()
 
-    @contextmanager
-    def _connect(self) -> Iterator[sqlite3.Connection]:
-        """A connection in one transaction (committed on success, rolled back on error), closed afterwards."""
-        db = sqlite3.connect(self.path)
-        try:
-            db.execute("PRAGMA foreign_keys = ON")
-            with db:
-                yield db
-        finally:
-            db.close()
+    def _connect(self) -> AbstractContextManager[sqlite3.Connection]:
+        return transaction(self.path)
 
     @property
     def fingerprint(self) -> str:
