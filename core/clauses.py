@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from collections.abc import Iterable, Iterator
 
-FIRST_PIECE_MIN_WORDS = 4
+FIRST_PIECE_MIN_WORDS = 3
 """The first piece may end at a comma once it has this many words, so the avatar starts talking sooner."""
 
 _SENTENCE_END = re.compile(r"[.!?;:…]+[\"')\]]*\s")

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -88,7 +89,7 @@ class LocalGGUFLLM(GeneratingLLM):
                 model_path=str(self.path),
                 n_ctx=LOCAL_CONTEXT_TOKENS,
                 n_threads=config.threads,
-                n_threads_batch=config.threads,  # prompt evaluation; llama-cpp-python defaults it to every core
+                n_threads_batch=max(config.threads, os.cpu_count() or 1),  # prompt evaluation runs before any TTS work
                 verbose=False,
             )
         self._lock = threading.Lock()
