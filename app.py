@@ -230,6 +230,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         }
         return done.reply.text, done.wav_path, lipsync, details
 
+    def forget_session(request: gr.Request) -> None:
+        """Drop a closed session's turn state."""
+        live.pop(session_of(request), None)
+
     def status_markdown() -> str:
         return "\n".join(f"- {s.line()}" for s in pipeline.statuses())
 
@@ -305,6 +309,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                        gr.JSON(visible=False)]
         gr.Button(visible=False).click(ask, api_inputs, api_outputs, api_name="ask")
         demo.load(status_markdown, None, status_box, api_visibility="private")
+        demo.unload(forget_session)
     return demo
 
 
