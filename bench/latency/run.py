@@ -61,18 +61,17 @@ def main() -> None:
         spoken[question] = write_wav(streaming.stages.tts.synthesize(question), work / f"q{i:02d}.wav")
 
     results: dict[tuple[str, str], list[float]] = {}
-    totals: dict[str, list[float]] = {}
+    totals: dict[tuple[str, str], list[float]] = {}
     words: dict[str, list[int]] = {}
     load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
         for question in QUESTIONS:
             for mode, pipeline in modes.items():
-                done = run_turn(pipeline, text=question)
-                results.setdefault((mode, "text"), []).append(done.timings_s["first_audio_s"])
-                totals.setdefault(mode, []).append(done.timings_s["total_s"])
-                words.setdefault(mode, []).append(len(done.reply.text.split()))
-                done = run_turn(pipeline, audio_path=spoken[question])
-                results.setdefault((mode, "speech"), []).append(done.timings_s["first_audio_s"])
+                for source, turn in (("text", {"text": question}), ("speech", {"audio_path": spoken[question]})):
+                    done = run_turn(pipeline, **turn)
+                    results.setdefault((mode, source), []).append(done.timings_s["first_audio_s"])
+                    totals.setdefault((mode, source), []).append(done.timings_s["total_s"])
+                    words.setdefault(mode, []).append(len(done.reply.text.split()))
                 print(f"{mode:14s} {question[:40]:40s} text→audio {results[(mode, 'text')][-1]:.2f} s, "
                       f"speech→audio {results[(mode, 'speech')][-1]:.2f} s", flush=True)
     load_after = os.getloadavg()[0]
@@ -97,7 +96,7 @@ def main() -> None:
             values = results[(mode, source)]
             lines.append(
                 f"| {mode} | {source} | {statistics.median(values):.2f} s | {percentile(values, 95):.2f} s | "
-                f"{statistics.median(totals[mode]):.2f} s | {statistics.median(words[mode]):.0f} |"
+                f"{statistics.median(totals[(mode, source)]):.2f} s | {statistics.median(words[mode]):.0f} |"
             )
     for source in ("text", "speech"):
         ratio = statistics.median(results[("non-streaming", source)]) / statistics.median(
