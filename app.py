@@ -152,11 +152,11 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     heard = f"🎤 {event.text}" if spoken or event.transcript else event.text
                     chat += [{"role": "user", "content": heard}, {"role": "assistant", "content": "…"}]
                     turn.chat_index = len(chat) - 1
-                    yield chat, payload, "", history, skip, skip
+                    yield chat, skip, "", history, skip, skip
                 elif isinstance(event, ReplyDelta):
                     reply_text += event.text
                     chat[-1] = {"role": "assistant", "content": reply_text}
-                    yield chat, payload, skip, history, skip, skip
+                    yield chat, skip, skip, history, skip, skip  # the avatar is unchanged: do not resend its clips
                 elif isinstance(event, SpokenClip):
                     turn.turn_id = event.turn_id
                     turn.clip_texts.append(event.text)
@@ -169,10 +169,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     history = [*history, {"role": "user", "content": turn.question},
                                {"role": "assistant", "content": event.reply.text}]
                     turn.complete = True
-                    if not payload["clips"]:
-                        payload = avatar_state("idle")
                     label = f"{event.emotion.label} ({event.emotion.confidence:.0%})"
-                    yield chat, payload, skip, history, label, latency_frame(event.timings_s)
+                    idle = skip if payload["clips"] else avatar_state("idle")  # clips already sent play on
+                    yield chat, idle, skip, history, label, latency_frame(event.timings_s)
         except PipelineError as exc:
             if turn.interrupted:
                 return

@@ -82,11 +82,13 @@
     gl.getExtension('WEBGL_lose_context')?.loseContext();
     return /swiftshader|llvmpipe|software/i.test(String(name));
   }
-  const renderer = new THREE.WebGLRenderer({ antialias: !softwareRenderer(), alpha: true });
+  const software = softwareRenderer();
+  const renderer = new THREE.WebGLRenderer({ antialias: !software, alpha: true });
   renderer.outputColorSpace = THREE.SRGBColorSpace;
   renderer.toneMapping = THREE.ACESFilmicToneMapping;
   renderer.toneMappingExposure = 1.0;
-  renderer.setPixelRatio(Math.min(window.devicePixelRatio || 1, 2));
+  // A CPU rasteriser pays per pixel: render at a lower resolution there (the browser scales the canvas up).
+  renderer.setPixelRatio(software ? idleCfg.software_pixel_ratio : Math.min(window.devicePixelRatio || 1, 2));
   stage.appendChild(renderer.domElement);
 
   const scene = new THREE.Scene();
@@ -624,6 +626,8 @@
   }
 
   // ----------------------------------------------------------------------------------- frame loop
+  // A frame cap: smooth motion needs no more, and on a CPU rasteriser every frame takes CPU from the page's audio.
+  const frameInterval = 1 / (software ? idleCfg.software_max_fps : idleCfg.max_fps);
   let last = performance.now() / 1000;
   let fpsWindowStart = last;
   let fpsFrames = 0;
@@ -636,6 +640,7 @@
       return;
     }
     const now = performance.now() / 1000;
+    if (now - last < frameInterval * 0.9) return;
     const dt = Math.min(now - last, 0.1);
     last = now;
     const playing = audioStep();

@@ -112,6 +112,15 @@ def best_sentences(question: str, text: str, limit: int) -> list[str]:
     return [sentences[i] for i in ranked[:limit]]
 
 
+def passage_sentences(question: str, passage: Passage, limit: int) -> list[str]:
+    """The passage's best sentences for ``question``; when none shares a word with it but the passage's heading
+    does (a section titled "Lip-sync" answers "How does the lip-sync work?"), the section's first sentences."""
+    chosen = best_sentences(question, passage.text, limit)
+    if not chosen and content_stems(question) & content_stems(passage.title):
+        chosen = split_sentences(passage.text)[:limit]
+    return chosen
+
+
 def question_overlap(question: str, text: str) -> float:
     """Share of the question's content words found in ``text`` (0 when the question has none)."""
     wanted = content_stems(question)
@@ -125,7 +134,7 @@ def grounded_question(question: str, passages: Sequence[Passage], sentences: int
     """
     quotes = []
     for passage in passages:
-        chosen = best_sentences(question, passage.text, sentences)
+        chosen = passage_sentences(question, passage, sentences)
         if chosen:
             quotes.append(f"Use this passage from {passage.citation()}: {' '.join(chosen)}")
     return "\n".join([*quotes, "", f"Question: {question}"]) if quotes else question
@@ -145,7 +154,7 @@ def extractive_answer(question: str, passage: Passage, sentences: int) -> str:
 
     E.g. "According to the privacy page: Your voice recording is never uploaded: it is transcribed locally, ...".
     """
-    chosen = best_sentences(question, passage.text, sentences)
+    chosen = passage_sentences(question, passage, sentences)
     if not chosen:
         return ""
     page = Path(passage.source).stem.replace("_", " ").replace("-", " ")

@@ -105,13 +105,14 @@ class LocalGGUFLLM(GeneratingLLM):
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         question = self._conversation(messages)[-1].content
-        quote = ""
-        if passages and passages[0].score >= self.config.extractive_min_score:
-            quote = extractive_answer(question, passages[0], GROUNDED_SENTENCES)
-        if not quote:
+        confident = [p for p in passages if p.score >= self.config.extractive_min_score]
+        quote, source = next(
+            ((q, p) for p in confident if (q := extractive_answer(question, p, GROUNDED_SENTENCES))), ("", None)
+        )
+        if source is None:
             yield from super().stream(messages, passages)
             return
-        log.info("LLM local: answered from %s by quoting its best sentences", passages[0].citation())
+        log.info("LLM local: answered from %s by quoting its best sentences", source.citation())
         for sentence in split_sentences(quote):
             yield sentence + " "
         yield Reply(quote, prompt_tokens=0, completion_tokens=0, backend=self.name, model=f"{self.model}+extractive")
