@@ -641,7 +641,7 @@
     }
     const now = performance.now() / 1000;
     if (now - last < frameInterval * 0.9) return;
-    const dt = Math.min(now - last, 0.1);
+    const dt = Math.min(now - last, 0.3); // time-true blending down to ~4 fps; a stall longer than that is skipped
     last = now;
     const playing = audioStep();
     const speech = lipsyncStep(dt, playing) * idleCfg.speech_mouth_override;
