@@ -28,6 +28,7 @@ from typing import Any
 
 import gradio as gr
 
+from components.static_files import STATIC_DIR, html_component_files
 from core.config import PROJECT_ROOT
 from core.datafiles import read_json
 from core.errors import ConfigError
@@ -36,7 +37,6 @@ from core.types import EMOTION_LABELS, OCULUS_VISEMES, Emotion, VisemeTrack
 logger = logging.getLogger(__name__)
 
 COMPONENT_DIR = Path(__file__).resolve().parent
-STATIC_DIR = COMPONENT_DIR / "static"
 BUNDLE_PATH = STATIC_DIR / "vendor" / "three-bundle.js"
 MOTION_PATH = STATIC_DIR / "avatar_motion.json"
 PACKAGE_JSON = COMPONENT_DIR / "package.json"
@@ -285,9 +285,7 @@ class Avatar(gr.HTML):
         cdn = CDN_ROOT.format(version=version)
         super().__init__(
             value=value,
-            html_template=(STATIC_DIR / "avatar.html").read_text(encoding="utf-8"),
-            css_template=(STATIC_DIR / "avatar.css").read_text(encoding="utf-8"),
-            js_on_load=(STATIC_DIR / "avatar.js").read_text(encoding="utf-8"),
+            **html_component_files("avatar"),
             apply_default_css=False,
             bundle_url=static_url(BUNDLE_PATH),
             cdn_urls={

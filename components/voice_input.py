@@ -21,11 +21,11 @@ from typing import Any
 import gradio as gr
 from gradio.utils import get_upload_folder
 
+from components.static_files import html_component_files
 from core.errors import InputError
 
 logger = logging.getLogger(__name__)
 
-STATIC_DIR = Path(__file__).resolve().parent / "static"
 DEFAULT_MAX_UPLOAD_MB = 20.0
 VAD_SETTINGS: dict[str, float] = {
     "step_s": 0.03,  # how often the microphone level is read
@@ -94,9 +94,7 @@ class VoiceInput(gr.HTML):
             raise ValueError(f"pause_s and max_audio_s must be positive, got {pause_s} and {max_audio_s}")
         super().__init__(
             value=None,
-            html_template=(STATIC_DIR / "voice_input.html").read_text(encoding="utf-8"),
-            css_template=(STATIC_DIR / "voice_input.css").read_text(encoding="utf-8"),
-            js_on_load=(STATIC_DIR / "voice_input.js").read_text(encoding="utf-8"),
+            **html_component_files("voice_input"),
             apply_default_css=False,
             pause_s=float(pause_s),
             max_audio_s=float(max_audio_s),

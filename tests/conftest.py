@@ -36,3 +36,15 @@ def artifacts() -> Path:
     """Folder for screenshots and other files a person may want to look at after the tests."""
     ARTIFACTS.mkdir(exist_ok=True)
     return ARTIFACTS
+
+
+CLOUD_VARIABLES = ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
+                   "DATABRICKS_CONFIG_PROFILE", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL")
+
+
+@pytest.fixture
+def no_cloud_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    """No real credentials or ~/.databrickscfg leak into a test."""
+    for name in CLOUD_VARIABLES:
+        monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))

@@ -26,6 +26,7 @@ from core.lipsync.acoustic import load_shape_model
 from core.lipsync.align import match_words
 from core.lipsync.audio import read_audio
 from core.lipsync.engine import TranscriptLipsync, parse_rhubarb
+from core.lipsync.reference import piper_reference_speech
 from core.lipsync.tables import load_phoneme_table, load_shape_table
 from core.lipsync.track import MIN_CUE_S
 from core.lipsync.whisper import WhisperWords
@@ -52,21 +53,9 @@ def voice():
     return piper.PiperVoice.load(str(model), config_path=f"{model}.json", include_alignments=True)
 
 
-def speak(voice, text: str) -> Speech:
-    """Piper speech with its per-code-point phoneme alignments as IPA PhonemeTiming (ground truth)."""
-    phonemes, audio, t = [], [], 0.0
-    for chunk in voice.synthesize(text, include_alignments=True):
-        for item in chunk.phoneme_alignments:
-            step = item.num_samples / chunk.sample_rate
-            phonemes.append(PhonemeTiming(item.phoneme, t, t + step))
-            t += step
-        audio.append(chunk.audio_float_array)
-    return Speech(text, np.concatenate(audio), voice.config.sample_rate, tuple(phonemes), backend="piper")
-
-
 @pytest.fixture(scope="module")
 def speech(voice) -> Speech:
-    return speak(voice, SENTENCE)
+    return piper_reference_speech(voice, SENTENCE)
 
 
 def espeak_wav(path: Path, text: str) -> Path:
@@ -185,7 +174,7 @@ def test_arpabet_timings() -> None:
 
 
 def test_offset_and_join(voice) -> None:
-    first, second = speak(voice, "Good morning."), speak(voice, "How can I help?")
+    first, second = piper_reference_speech(voice, "Good morning."), piper_reference_speech(voice, "How can I help?")
     a = track_from_speech(first)
     b = track_from_speech(second, offset_s=first.duration_s)
     assert_valid(b, second.duration_s, offset_s=first.duration_s)

@@ -43,13 +43,7 @@ def split(items: list[str | Reply]) -> tuple[list[str], Reply]:
     return deltas, reply  # type: ignore[return-value]
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No real credentials or ~/.databrickscfg leak into a test."""
-    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
-                 "DATABRICKS_CONFIG_PROFILE", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+pytestmark = pytest.mark.usefixtures("no_cloud_credentials")
 
 
 # ---------------------------------------------------------------------------------------------------------------

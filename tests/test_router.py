@@ -34,13 +34,7 @@ LABELLED = [json.loads(line) for line in (DATA_DIR / "router" / "questions.jsonl
 ACCURACY_FLOOR = 0.85  # measured 33/36 = 0.92 (30/30 on the first 30, 3/6 on six added after the rule was written)
 
 
-@pytest.fixture(autouse=True)
-def clean_env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    """No real credentials or ~/.databrickscfg leak into a test."""
-    for name in ("DATABRICKS_HOST", "DATABRICKS_TOKEN", "DATABRICKS_CLIENT_ID", "DATABRICKS_CLIENT_SECRET",
-                 "DATABRICKS_CONFIG_PROFILE", "OPENAI_BASE_URL", "OPENAI_API_KEY", "OPENAI_MODEL"):
-        monkeypatch.delenv(name, raising=False)
-    monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+pytestmark = pytest.mark.usefixtures("no_cloud_credentials")
 
 
 def test_labelled_questions_are_well_formed() -> None:

@@ -23,24 +23,13 @@ sys.path.insert(0, str(ROOT))
 from core.errors import ModelNotFoundError
 from core.lipsync import AUTO_ORDER, TranscriptLipsync, create_lipsync
 from core.lipsync.phonemes import segments_from_phonemes
+from core.lipsync.reference import piper_reference_speech
 from core.lipsync.tables import shape_table
 from core.models import find_in_package
-from core.types import MouthCue, PhonemeTiming, Speech
+from core.types import MouthCue, Speech
 
 HERE = Path(__file__).resolve().parent
 FRAME_S = 0.010
-
-
-def piper_speech(voice, text: str) -> Speech:
-    """Piper audio with its per-code-point alignments as IPA PhonemeTiming."""
-    phonemes, audio, t = [], [], 0.0
-    for chunk in voice.synthesize(text, include_alignments=True):
-        for item in chunk.phoneme_alignments:
-            step = item.num_samples / chunk.sample_rate
-            phonemes.append(PhonemeTiming(item.phoneme, t, t + step))
-            t += step
-        audio.append(chunk.audio_float_array)
-    return Speech(text, np.concatenate(audio), voice.config.sample_rate, tuple(phonemes), backend="piper")
 
 
 def load_voice():
@@ -117,7 +106,8 @@ def main() -> None:
     args = parser.parse_args()
     voice = load_voice()
     train, test = (half[: args.limit] if args.limit else half for half in split_sentences())
-    halves = {"train": [piper_speech(voice, s) for s in train], "test": [piper_speech(voice, s) for s in test]}
+    texts = {"train": train, "test": test}
+    halves = {name: [piper_reference_speech(voice, s) for s in half] for name, half in texts.items()}
     sources = {}
     for name in AUTO_ORDER:
         try:
