@@ -200,6 +200,9 @@ def app_url(tmp_path_factory: pytest.TempPathFactory, speech_wav, long_wav):
 
     with gr.Blocks() as demo:
         avatar = Avatar(glb_path=glb, height=360, elem_id="avatar")
+        # These tests time the player against the audio clock: let SwiftShader render at the rate a GPU would get
+        # (30 fps cap), not at the low cap the app uses on CPU rasterisers, or samples fall between sparse frames.
+        avatar.props["motion"]["idle"]["software_max_fps"] = avatar.props["motion"]["idle"]["max_fps"]
         command = gr.Textbox(elem_id="command")
         send_btn = gr.Button("Send", elem_id="send")
         ended = gr.Textbox(elem_id="ended")
