@@ -297,8 +297,10 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                 respond_spoken, [spoken_text, spoken_audio, chat, history], outputs, api_visibility="private"))
         voice.speech_start(interrupt, *barge_io, **barge_in).then(
             lambda: avatar_state("listening"), None, avatar, api_visibility="private")
-        for trigger in (send.click, question.submit, voice.utterance, voice.speech_start):
-            trigger(None, None, None, cancels=turns)
+        # Speech start drops the running turn's output at once. A new question needs no such cancel: `interrupt`
+        # has already set the turn's cancel event, so the old turn ends at its next step; a cancel on the same click
+        # could race with, and drop, the new turn itself.
+        voice.speech_start(None, None, None, cancels=turns)
         dash_out = [latency_chart, cost_chart, emotion_chart, summary_table]
         for trigger in (refresh.click, dashboard_tab.select):
             trigger(dashboard, per_day, dash_out, api_visibility="private")
