@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.config import AppConfig, load_config  # noqa: E402 - HF_HUB_OFFLINE must be set first
 from core.pipeline import Pipeline  # noqa: E402
+from tests.fake_databricks import FAKE_TOKEN, FakeServingServer  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
 
@@ -48,3 +50,12 @@ def no_cloud_credentials(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     for name in CLOUD_VARIABLES:
         monkeypatch.delenv(name, raising=False)
     monkeypatch.setenv("DATABRICKS_CONFIG_FILE", str(tmp_path / "no-databrickscfg"))
+
+
+@pytest.fixture
+def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServingServer]:
+    """A fake Databricks workspace, with DATABRICKS_HOST/TOKEN pointing at it."""
+    with FakeServingServer() as server:
+        monkeypatch.setenv("DATABRICKS_HOST", server.url)
+        monkeypatch.setenv("DATABRICKS_TOKEN", FAKE_TOKEN)
+        yield server

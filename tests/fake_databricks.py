@@ -210,3 +210,8 @@ class FakeServingServer:
         self.fake.released.set()
         self._server.shutdown()
         self._server.server_close()
+
+
+FAKE_TOKEN = "dapi-fake-secret-0123456789"
+"""The bearer token the tests give the SDK; asserted never to appear in messages or logs."""
+

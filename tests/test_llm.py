@@ -27,9 +27,9 @@ from core.llm import (
 from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
 from core.retrieval import create_retrieval, format_context
 from core.types import ChatMessage, Passage, Reply
-from tests.fake_databricks import HOLD_S, FakeServing, FakeServingServer
+from tests.fake_databricks import FAKE_TOKEN, HOLD_S, FakeServing, FakeServingServer
 
-TOKEN = "dapi-fake-secret-0123456789"
+TOKEN = FAKE_TOKEN
 OPENAI_KEY = "sk-fake-secret-9876543210"
 ENDPOINT = "databricks-meta-llama-3-1-8b-instruct"
 QUESTION = [ChatMessage("user", "What is the capital of France?")]
@@ -226,13 +226,6 @@ def test_grounded_answers_contain_the_key_facts(local_llm: LocalGGUFLLM, app_con
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServingServer]:
-    """A fake workspace, with DATABRICKS_HOST/TOKEN pointing at it."""
-    with FakeServingServer() as server:
-        monkeypatch.setenv("DATABRICKS_HOST", server.url)
-        monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-        yield server
 
 
 def test_databricks_streams_through_the_openai_compatible_route(databricks: FakeServingServer) -> None:

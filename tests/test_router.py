@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
@@ -24,9 +23,9 @@ from core.llm import (
 )
 from core.retrieval import create_retrieval
 from core.types import ChatMessage, Reply
-from tests.fake_databricks import FakeServingServer
+from tests.fake_databricks import FAKE_TOKEN, FakeServingServer
 
-TOKEN = "dapi-fake-secret-0123456789"
+TOKEN = FAKE_TOKEN
 LARGE = "databricks-meta-llama-3-3-70b-instruct"
 SIMPLE = [ChatMessage("user", "What is the capital of France?")]
 COMPLEX = [ChatMessage("user", "Compare the local model with Llama 3.3 70B for answer quality and cost.")]
@@ -89,12 +88,6 @@ def test_rule_file_is_validated(tmp_path: Path) -> None:
 # ---------------------------------------------------------------------------------------------------------------
 
 
-@pytest.fixture
-def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServingServer]:
-    with FakeServingServer() as server:
-        monkeypatch.setenv("DATABRICKS_HOST", server.url)
-        monkeypatch.setenv("DATABRICKS_TOKEN", TOKEN)
-        yield server
 
 
 def routed(**settings: object) -> RoutedLLM:
