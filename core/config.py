@@ -65,6 +65,7 @@ class LipsyncConfig:
 
     backend: str = "auto"  # auto | tts | rhubarb | transcript | audio
     rhubarb_path: str = ""  # a rhubarb binary; "auto" also looks on PATH
+    rhubarb_recognizer: str = "pocketSphinx"  # pocketSphinx | phonetic (Rhubarb's -r)
 
 
 @dataclass(frozen=True)
@@ -176,6 +177,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
     lipsync = LipsyncConfig(
         backend=_get(env, "AVATAR_LIPSYNC", LipsyncConfig.backend),
         rhubarb_path=_get(env, "AVATAR_RHUBARB_PATH", ""),
+        rhubarb_recognizer=_get(env, "AVATAR_RHUBARB_RECOGNIZER", LipsyncConfig.rhubarb_recognizer),
     )
     retrieval = RetrievalConfig(
         backend=_get(env, "AVATAR_RETRIEVAL", RetrievalConfig.backend),

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import itertools
 import json
+import os
 import shutil
 import subprocess
 from pathlib import Path
@@ -12,10 +13,11 @@ import numpy as np
 import pytest
 
 from core.config import load_config
-from core.errors import ConfigError, InputError
+from core.errors import BackendError, ConfigError, InputError, ModelNotFoundError
 from core.lipsync import (
-    LIPSYNC_BACKENDS,
+    AudioLipsync,
     LipsyncEngine,
+    RhubarbLipsync,
     create_lipsync,
     join_tracks,
     track_from_phonemes,
@@ -25,8 +27,9 @@ from core.lipsync.__main__ import main as cli_main
 from core.lipsync.acoustic import load_shape_model
 from core.lipsync.align import match_words
 from core.lipsync.audio import read_audio
-from core.lipsync.engine import TranscriptLipsync, parse_rhubarb
+from core.lipsync.engine import TranscriptLipsync
 from core.lipsync.reference import piper_reference_speech
+from core.lipsync.rhubarb import parse_rhubarb
 from core.lipsync.tables import load_phoneme_table, load_shape_table
 from core.lipsync.track import MIN_CUE_S
 from core.lipsync.whisper import WhisperWords
@@ -326,16 +329,126 @@ def test_cli_json_and_tsv(tmp_path: Path, capsys) -> None:
 
 # --- Rhubarb -----------------------------------------------------------------------------------------------------
 
+ROOT = Path(__file__).resolve().parent.parent
+UNPACKED_RHUBARB = ROOT / ".cache" / "tools" / "rhubarb" / "rhubarb"
+HELLO = "Hello, how are you?"
+
+
+@pytest.fixture(scope="module")
+def rhubarb_binary() -> str:
+    """The real Rhubarb 1.14: AVATAR_RHUBARB_PATH, else the copy `make test` unpacks from shared tools, else PATH."""
+    for candidate in (os.environ.get("AVATAR_RHUBARB_PATH", ""), str(UNPACKED_RHUBARB), shutil.which("rhubarb") or ""):
+        if candidate and Path(candidate).is_file():
+            return candidate
+    pytest.skip("no Rhubarb binary: the archive rhubarb-1.14.0-linux-x86_64.tar.xz was not beside the repository "
+                "(../shared/tools) for scripts/install_rhubarb.sh, and none is on PATH or in AVATAR_RHUBARB_PATH")
+
+
+@pytest.fixture(scope="module")
+def hello(tmp_path_factory: pytest.TempPathFactory) -> Speech:
+    audio, rate = read_audio(espeak_wav(tmp_path_factory.mktemp("hello") / "hello.wav", HELLO))
+    return Speech(HELLO, audio, rate)
+
+
+def fake_rhubarb(folder: Path, script: str) -> Path:
+    """A stand-in 'rhubarb' (a shell script) with the resource file the real one needs beside it."""
+    (folder / "res" / "sphinx").mkdir(parents=True)
+    (folder / "res" / "sphinx" / "cmudict-en-us.dict").write_text("", encoding="utf-8")
+    binary = folder / "rhubarb"
+    binary.write_text(f"#!/bin/sh\n{script}\n", encoding="utf-8")
+    binary.chmod(0o755)
+    return binary
+
 
 def test_rhubarb_json_is_read_with_its_own_shapes() -> None:
     document = {"mouthCues": [{"start": 0.0, "end": 0.2, "value": "X"}, {"start": 0.2, "end": 0.5, "value": "H"},
                               {"start": 0.5, "end": 0.6, "value": "X"}]}
     segments = parse_rhubarb(document)
     assert [(s.viseme, s.shape) for s in segments] == [("sil", "X"), ("nn", "H"), ("sil", "X")]
+    with pytest.raises(ValueError, match="mouthCues"):
+        parse_rhubarb({"metadata": {}})
 
 
-@pytest.mark.skipif(shutil.which("rhubarb") is None, reason="no rhubarb binary on PATH")
-def test_rhubarb_backend(tmp_path: Path) -> None:
-    audio, rate = read_audio(espeak_wav(tmp_path / "s.wav", "Hello, how are you?"))
-    track = LIPSYNC_BACKENDS["rhubarb"]().track(Speech("Hello, how are you?", audio, rate))
-    assert_valid(track, len(audio) / rate)
+@pytest.mark.parametrize(("recognizer", "with_text"), [("pocketSphinx", True), ("pocketSphinx", False),
+                                                       ("phonetic", True), ("phonetic", False)])
+def test_rhubarb_backend_runs(rhubarb_binary: str, hello: Speech, recognizer: str, with_text: bool) -> None:
+    source = RhubarbLipsync(rhubarb_binary, recognizer)
+    speech = hello if with_text else Speech("", hello.audio, hello.sample_rate)
+    track = source.track(speech)
+    assert_valid(track, hello.duration_s)
+    assert track.source == "rhubarb" and recognizer in source.description
+    assert len({c.shape for c in track.mouth_cues} - {"X"}) >= 2  # the mouth moves through several shapes
+    speaking = [c for c in track.mouth_cues if c.shape != "X"]
+    assert speaking[0].start_s < 0.3 and speaking[-1].end_s > hello.duration_s - 0.4  # espeak talks throughout
+
+
+def test_rhubarb_with_transcript_follows_piper_timings(rhubarb_binary: str, speech: Speech) -> None:
+    """Rhubarb's shapes are its own (exact agreement with our tables is low), but its timing follows the speech:
+    speech vs rest where Piper spoke, and a lip closure near most of Piper's /p b m/."""
+    track = RhubarbLipsync(rhubarb_binary).track(Speech(speech.text, speech.audio, speech.sample_rate))
+    assert_valid(track, speech.duration_s)
+    frames = np.arange(0.005, speech.duration_s, 0.01)
+    reference = track_from_speech(speech)
+    assert np.mean([(shape_at(track, t) == "X") == (shape_at(reference, t) == "X") for t in frames]) > 0.85
+    closures = [c for c in track.mouth_cues if c.shape == "A"]
+    bilabials = [(p.start_s + p.end_s) / 2 for p in speech.phonemes if p.phoneme in "pbm"]
+    near = [any(c.start_s - 0.1 <= t <= c.end_s + 0.1 for c in closures) for t in bilabials]
+    assert len(bilabials) >= 8 and np.mean(near) >= 0.7
+
+
+def test_rhubarb_without_resources_is_not_offered(rhubarb_binary: str, tmp_path: Path) -> None:
+    bare = tmp_path / "rhubarb"
+    shutil.copy(rhubarb_binary, bare)
+    with pytest.raises(ModelNotFoundError, match="res/sphinx"):
+        RhubarbLipsync(str(bare))
+    engine = create_lipsync(rhubarb_path=str(bare))
+    assert "rhubarb" not in [s.name for s in engine.sources] and "rhubarb: not available" in engine.note
+    with pytest.raises(ModelNotFoundError, match="releases"):
+        RhubarbLipsync(str(tmp_path / "nowhere"))
+
+
+def test_rhubarb_losing_its_resources_hands_over(rhubarb_binary: str, hello: Speech, tmp_path: Path) -> None:
+    """Resources gone after start-up: Rhubarb's own reason is reported and the next source in the order runs."""
+    real = Path(rhubarb_binary).resolve().parent
+    shutil.copy(real / "rhubarb", tmp_path / "rhubarb")
+    (tmp_path / "res").symlink_to(real / "res")
+    engine = create_lipsync(rhubarb_path=str(tmp_path / "rhubarb"))
+    assert [s.name for s in engine.sources][:2] == ["tts", "rhubarb"]
+    (tmp_path / "res").unlink()
+    with pytest.raises(BackendError, match="could not find resource file"):
+        engine.sources[1].track(hello)
+    track = engine.track(hello)
+    assert track.source == "transcript"
+    assert "could not find resource file" in engine.failures["rhubarb"]
+    assert_valid(track, hello.duration_s)
+
+
+@pytest.mark.parametrize(("script", "message"), [
+    ("kill -SEGV $$", "crashed \\(killed by SIGSEGV\\)"),
+    ("exec sleep 30", "took longer than 1 s"),
+    ("echo 'Segmentation fault' >&2; exit 139", "failed \\(exit 139\\): Segmentation fault"),
+    ("echo not json", "no valid JSON"),
+])
+def test_rhubarb_failures_are_clear_and_hand_over(tmp_path: Path, hello: Speech, script: str, message: str) -> None:
+    binary = fake_rhubarb(tmp_path, script)
+    source = RhubarbLipsync(str(binary), budget=lambda duration_s: 1.0)
+    with pytest.raises(BackendError, match=message) as failure:
+        source.track(hello)
+    assert failure.value.backend == "rhubarb" and "rhubarb" in failure.value.user_message()
+    engine = LipsyncEngine([source, AudioLipsync()])
+    track = engine.track(Speech("", hello.audio, hello.sample_rate))
+    assert track.source == "audio" and engine.failures["rhubarb"]
+    assert_valid(track, hello.duration_s)
+
+
+def test_cli_says_which_source(rhubarb_binary: str, tmp_path: Path, capsys) -> None:
+    wav = espeak_wav(tmp_path / "s.wav", HELLO)
+    (tmp_path / "s.txt").write_text(HELLO, encoding="utf-8")
+    for arguments, used in (([], "rhubarb"), (["--source", "audio"], "audio"),
+                            (["--source", "rhubarb", "-r", "phonetic"], "rhubarb")):
+        assert cli_main([str(wav), "-d", str(tmp_path / "s.txt"), "--rhubarb", rhubarb_binary, *arguments]) == 0
+        captured = capsys.readouterr()
+        assert json.loads(captured.out)["metadata"]["source"] == used
+        assert captured.err.startswith(f"lip-sync source: {used} (")
+        if "-r" in arguments:
+            assert "phonetic" in captured.err

@@ -8,33 +8,27 @@ when its binary is installed, else the transcript (or whisper's words) forced on
 
 from __future__ import annotations
 
-import json
 import logging
-import shutil
-import subprocess
-import tempfile
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
-from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import ClassVar
 
 from core.backend import StageBackend, backend_errors, pick_backend
 from core.config import AppConfig, load_config
-from core.errors import BackendError, InputError, ModelNotFoundError
+from core.errors import BackendError, ConfigError, InputError, ModelNotFoundError
 from core.lipsync.acoustic import segments_from_audio
 from core.lipsync.align import align_words, word_windows, words_of
 from core.lipsync.audio import analyse
 from core.lipsync.phonemes import VisemeSegment, segments_from_phonemes
-from core.lipsync.tables import shape_table
+from core.lipsync.rhubarb import RECOGNIZERS, find_rhubarb, parse_rhubarb, run_rhubarb, time_budget
 from core.lipsync.track import build_track
 from core.lipsync.whisper import WhisperWords
-from core.types import RHUBARB_SHAPES, Speech, VisemeTrack
+from core.types import Speech, VisemeTrack
 
 log = logging.getLogger(__name__)
 
 STAGE = "lipsync"
-RHUBARB_TIMEOUT_S = 120.0
 
 
 class LipsyncBackend(StageBackend, ABC):
@@ -46,12 +40,8 @@ class LipsyncBackend(StageBackend, ABC):
         """Whether this source has what it needs in ``speech`` (override to require phonemes or text)."""
         return True
 
-    def select(self, speech: Speech) -> LipsyncBackend:
-        """The source that will handle ``speech``: this one, or for the engine the first that accepts it."""
-        return self
-
     def track(self, speech: Speech, offset_s: float = 0.0) -> VisemeTrack:
-        """Lip-sync for ``speech`` with every time shifted by ``offset_s``.
+        """Lip-sync for ``speech`` with every time shifted by ``offset_s``; ``track.source`` names who made it.
 
         Raises:
             InputError: the speech holds no audio and no phoneme timings.
@@ -59,14 +49,21 @@ class LipsyncBackend(StageBackend, ABC):
         """
         if speech.duration_s <= 0 and not speech.phonemes:
             raise InputError("Lip-sync needs audio or phoneme timings; the speech is empty.")
-        source = self.select(speech)
         started = time.perf_counter()
-        with backend_errors(STAGE, source.name):
-            segments = source._segments(speech)
+        source, segments = self.segments_by(speech)
         track = build_track(segments, speech.duration_s, offset_s=offset_s, source=source.name)
         log.debug("lip-sync %s: %.2f s of speech in %.1f ms", source.name, speech.duration_s,
                   (time.perf_counter() - started) * 1000)
         return track
+
+    def segments_by(self, speech: Speech) -> tuple[LipsyncBackend, list[VisemeSegment]]:
+        """The source that made the segments (this one; for the engine, the one that succeeded) and the segments.
+
+        Raises:
+            BackendError: the source failed (library errors are wrapped).
+        """
+        with backend_errors(STAGE, self.name):
+            return self, self._segments(speech)
 
     @abstractmethod
     def _segments(self, speech: Speech) -> list[VisemeSegment]:
@@ -135,54 +132,30 @@ class AudioLipsync(LipsyncBackend):
 
 
 class RhubarbLipsync(LipsyncBackend):
-    """Rhubarb Lip Sync run as a program; its cues are kept as they are, keyframes use each shape's viseme."""
+    """Rhubarb Lip Sync run as a program (``core.lipsync.rhubarb``); its cues are kept as they are, keyframes use
+    each shape's viseme. The speech's text, when it has one, is Rhubarb's dialog file."""
 
     name: ClassVar[str] = "rhubarb"
 
-    def __init__(self, binary: str = "") -> None:
-        found = shutil.which(binary or "rhubarb")
-        if found is None:
-            raise ModelNotFoundError(
-                STAGE, self.name,
-                f"no rhubarb program at {binary!r}" if binary else "no 'rhubarb' program on PATH "
-                "(download a release from github.com/DanielSWolf/rhubarb-lip-sync and put it on PATH)",
-            )
-        self.binary = found
+    def __init__(self, binary: str = "", recognizer: str = RECOGNIZERS[0],
+                 budget: Callable[[float], float] = time_budget) -> None:
+        """Raises ModelNotFoundError when the binary or its resources are missing, ConfigError for a bad recognizer."""
+        if recognizer not in RECOGNIZERS:
+            raise ConfigError(f"Unknown Rhubarb recognizer {recognizer!r}; choose one of: {', '.join(RECOGNIZERS)}")
+        self.binary = find_rhubarb(binary)
+        self.recognizer = recognizer
+        self.budget = budget
 
     @property
     def description(self) -> str:
-        return f"Rhubarb ({self.binary})"
+        return f"Rhubarb 1.14 ({self.recognizer}) at {self.binary}"
 
     def accepts(self, speech: Speech) -> bool:
         return speech.duration_s > 0
 
     def _segments(self, speech: Speech) -> list[VisemeSegment]:
-        import soundfile as sf
-
-        with tempfile.TemporaryDirectory(prefix="rhubarb-") as tmp:
-            wav = Path(tmp) / "speech.wav"
-            sf.write(str(wav), speech.audio, speech.sample_rate, subtype="PCM_16")
-            command = [self.binary, "-f", "json", "--extendedShapes", "GHX", "--machineReadable", str(wav)]
-            if speech.text.strip():
-                dialog = Path(tmp) / "dialog.txt"
-                dialog.write_text(speech.text, encoding="utf-8")
-                command[1:1] = ["-d", str(dialog)]
-            done = subprocess.run(command, capture_output=True, text=True, timeout=RHUBARB_TIMEOUT_S, check=False)
-        if done.returncode != 0:
-            raise BackendError(STAGE, self.name, f"rhubarb exited with {done.returncode}: {done.stderr[-300:]}")
-        return parse_rhubarb(json.loads(done.stdout))
-
-
-def parse_rhubarb(document: dict) -> list[VisemeSegment]:
-    """Segments from Rhubarb's JSON output, each keeping Rhubarb's own shape."""
-    representative = shape_table().representative
-    segments = []
-    for cue in document.get("mouthCues", []):
-        shape = cue["value"]
-        if shape not in RHUBARB_SHAPES:
-            raise ValueError(f"Rhubarb returned unknown mouth shape {shape!r}")
-        segments.append(VisemeSegment(representative[shape], float(cue["start"]), float(cue["end"]), shape))
-    return segments
+        document = run_rhubarb(self.binary, speech, self.recognizer, self.budget(speech.duration_s))
+        return parse_rhubarb(document)
 
 
 LIPSYNC_BACKENDS: dict[str, type[LipsyncBackend]] = {
@@ -204,6 +177,8 @@ class LipsyncEngine(LipsyncBackend):
         if not sources:
             raise ValueError("LipsyncEngine needs at least one timing source")
         self.sources = tuple(sources)
+        self.failures: dict[str, str] = {}
+        """The last failure of each source that failed and handed over to the next one."""
 
     @property
     def description(self) -> str:
@@ -212,34 +187,53 @@ class LipsyncEngine(LipsyncBackend):
     def accepts(self, speech: Speech) -> bool:
         return any(source.accepts(speech) for source in self.sources)
 
-    def select(self, speech: Speech) -> LipsyncBackend:
+    def segments_by(self, speech: Speech) -> tuple[LipsyncBackend, list[VisemeSegment]]:
+        """The first source that accepts ``speech`` and succeeds; a failing source hands over to the next one.
+
+        Raises:
+            InputError: no source can use the speech.
+            BackendError: every source that could use it failed (the last failure).
+        """
+        failure: BackendError | None = None
         for source in self.sources:
-            if source.accepts(speech):
-                return source
+            if not source.accepts(speech):
+                continue
+            try:
+                return source.segments_by(speech)
+            except BackendError as exc:
+                log.warning("lip-sync source %s failed, trying the next one: %s", source.name, exc)
+                self.failures[source.name] = str(exc)
+                failure = exc
+        if failure is not None:
+            raise failure
         raise InputError("No lip-sync source can use this speech: it has no audio, text or phoneme timings.")
 
     def _segments(self, speech: Speech) -> list[VisemeSegment]:
-        return self.select(speech)._segments(speech)
+        return self.segments_by(speech)[1]
 
 
-def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", config: AppConfig | None = None) -> LipsyncBackend:
+def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", rhubarb_recognizer: str = "",
+                   config: AppConfig | None = None) -> LipsyncBackend:
     """The lip-sync source called ``name``, or for "auto" an engine over every available source.
 
-    The transcript source gets whisper.cpp word timings (``config.asr``, default: the environment's config) when
-    pywhispercpp and its weights are available; otherwise it aligns without them and ``note`` says so.
+    ``config`` (default: the environment's) gives the Rhubarb binary and recogniser unless the arguments do, and
+    the transcript source's whisper.cpp word timings (``config.asr``) when pywhispercpp and its weights are
+    available; otherwise that source aligns without them and ``note`` says so.
 
     Raises:
-        ConfigError: unknown name.
-        ModelNotFoundError: "rhubarb" was asked for and no binary is found.
+        ConfigError: unknown name or Rhubarb recogniser.
+        ModelNotFoundError: "rhubarb" was asked for and no binary (or its resources) is found.
     """
     cls = pick_backend(STAGE, {**LIPSYNC_BACKENDS, LipsyncEngine.name: LipsyncEngine}, name)
+    config = config or load_config()
+    rhubarb = (rhubarb_path or config.lipsync.rhubarb_path, rhubarb_recognizer or config.lipsync.rhubarb_recognizer)
     if cls is not LipsyncEngine:
-        return _create(cls, rhubarb_path, config)
+        return _create(cls, config, rhubarb)
     sources: list[LipsyncBackend] = []
     notes: list[str] = []
     for key in AUTO_ORDER:
         try:
-            source = _create(LIPSYNC_BACKENDS[key], rhubarb_path, config)
+            source = _create(LIPSYNC_BACKENDS[key], config, rhubarb)
         except ModelNotFoundError as exc:
             log.info("lip-sync source %s unavailable: %s", key, exc)
             notes.append(f"{key}: not available")
@@ -252,13 +246,14 @@ def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", config: AppCon
     return engine
 
 
-def _create(cls: type[LipsyncBackend], rhubarb_path: str, config: AppConfig | None) -> LipsyncBackend:
+def _create(cls: type[LipsyncBackend], config: AppConfig, rhubarb: tuple[str, str]) -> LipsyncBackend:
+    """One source; ``rhubarb`` is the (binary, recogniser) pair the Rhubarb source is made with."""
     if cls is RhubarbLipsync:
-        return cls(rhubarb_path)
+        return cls(*rhubarb)
     if cls is not TranscriptLipsync:
         return cls()
     try:
-        return cls(WhisperWords(config or load_config()))
+        return cls(WhisperWords(config))
     except ModelNotFoundError as exc:
         log.warning("lip-sync without whisper word timings: %s", exc)
         source = cls()
