@@ -3,8 +3,8 @@
 Sentences and voices live in ``data/lipsync/`` (``train_sentences.txt``, ``heldout_sentences.txt``,
 ``voices.json``). Speech is made by ``core.lipsync.reference`` (Piper, Festival, espeak-ng) and cached under
 ``.cache/lipsync-corpus/`` so the training script and the benchmark see the same clips; delete the folder to make
-them anew. Ground truth per 10 ms frame: the synthesiser's phonemes read through ``data/visemes/`` (no cue merging,
-no minimum length), as Oculus visemes and as Rhubarb shapes.
+them anew (``python bench/lipsync/corpus.py`` makes them all). Ground truth per 10 ms frame: the synthesiser's
+phonemes read through ``data/visemes/`` (no cue merging, no minimum length), as Oculus visemes and Rhubarb shapes.
 """
 
 from __future__ import annotations
@@ -135,3 +135,20 @@ def truth_shapes(reference: Speech) -> np.ndarray:
     """The Rhubarb shape of every 10 ms frame from the synthesiser's phoneme timings."""
     shapes = shape_table().shapes
     return np.array([shapes[v] for v in truth_visemes(reference)])
+
+
+def main() -> None:
+    """Make (or check) every clip: the training voices speak the training sentences, every voice the held-out ones."""
+    made = 0
+    for voice in voices():
+        splits = ("train", "heldout") if voice.split == "train" else ("heldout",)
+        for split in splits:
+            for text in sentences(split):
+                speech(voice, text)
+                made += 1
+        print(f"{voice.name}: ready ({', '.join(splits)})", flush=True)
+    print(f"{made} clips in {CACHE}")
+
+
+if __name__ == "__main__":
+    main()

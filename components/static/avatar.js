@@ -486,7 +486,18 @@
       if (w > bestW) { best = v; bestW = w; }
     }
     S.viseme = best.replace(/^viseme_/, '');
+    if (S.lipLog && playing) logLipFrame(playing, target);
     return clamp01(amount); // how much speech owns the mouth
+  }
+
+  /** A/V sync measurement (bench/lipsync/av_sync.py sets avatarState.lipLog = [] and lipClips = []): per frame the
+   *  clip, its time on the audio clock and the dominant target and shown visemes; each clip's keyframes once. */
+  function logLipFrame(playing, target) {
+    const item = playing.item;
+    if (!item.logged) S.lipClips.push({ start: item.start, keys: item.clip.track.keyframes });
+    item.logged = true;
+    const top = Object.entries(target).reduce((a, b) => (b[1] > a[1] ? b : a), ['viseme_sil', 0])[0];
+    S.lipLog.push({ start: item.start, t: playing.t, target: top.replace(/^viseme_/, ''), shown: S.viseme });
   }
 
   function applySpeech(want) {

@@ -53,7 +53,8 @@ def main(argv: list[str] | None = None) -> int:
     try:
         audio, rate = read_audio(args.audio)
         text = args.dialog.read_text(encoding="utf-8") if args.dialog else ""
-        lipsync = create_lipsync(args.source, rhubarb_path=args.rhubarb, rhubarb_recognizer=args.recognizer)
+        lipsync = create_lipsync(args.source, rhubarb_path=args.rhubarb, rhubarb_recognizer=args.recognizer,
+                                 listen=not text.strip())  # whisper only stands in for a missing transcript
         track = lipsync.track(Speech(text, audio, rate))
     except (PipelineError, OSError) as exc:
         message = exc.user_message() if isinstance(exc, PipelineError) else str(exc)

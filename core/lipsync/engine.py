@@ -22,6 +22,7 @@ from core.lipsync.align import align_words, word_windows, words_of
 from core.lipsync.audio import analyse
 from core.lipsync.phonemes import VisemeSegment, segments_from_phonemes
 from core.lipsync.rhubarb import RECOGNIZERS, find_rhubarb, parse_rhubarb, run_rhubarb, time_budget
+from core.lipsync.threads import one_blas_thread
 from core.lipsync.track import build_track
 from core.lipsync.whisper import WhisperWords
 from core.types import Speech, VisemeTrack
@@ -50,8 +51,9 @@ class LipsyncBackend(StageBackend, ABC):
         if speech.duration_s <= 0 and not speech.phonemes:
             raise InputError("Lip-sync needs audio or phoneme timings; the speech is empty.")
         started = time.perf_counter()
-        source, segments = self.segments_by(speech)
-        track = build_track(segments, speech.duration_s, offset_s=offset_s, source=source.name)
+        with one_blas_thread():
+            source, segments = self.segments_by(speech)
+            track = build_track(segments, speech.duration_s, offset_s=offset_s, source=source.name)
         log.debug("lip-sync %s: %.2f s of speech in %.1f ms", source.name, speech.duration_s,
                   (time.perf_counter() - started) * 1000)
         return track
@@ -89,28 +91,32 @@ class TTSTimingLipsync(LipsyncBackend):
 class TranscriptLipsync(LipsyncBackend):
     """Lip-sync from audio plus its words: CMUdict visemes forced onto the audio inside each word's time window.
 
-    Word windows come from the TTS's word timings when the Speech has them, else from whisper.cpp when this source
-    was given one; whisper's own words stand in for a missing transcript. Without either, the alignment relies on
-    the audio alone (still constrained to the transcript's visemes).
+    Word windows come from the TTS's word timings when the Speech has them. Without a transcript, whisper.cpp's
+    words (when this source was given one) stand in for it and give the windows too; with a transcript, whisper
+    runs only if ``whisper_windows`` asks (its windows add little and cost ~100x the alignment). Otherwise the
+    alignment relies on the audio alone, still constrained to the transcript's visemes.
     """
 
     name: ClassVar[str] = "transcript"
 
-    def __init__(self, whisper: WhisperWords | None = None) -> None:
+    def __init__(self, whisper: WhisperWords | None = None, *, whisper_windows: bool = False) -> None:
         self.whisper = whisper
+        self.whisper_windows = whisper_windows
 
     @property
     def description(self) -> str:
-        timing = "whisper.cpp word timings" if self.whisper else "TTS word timings when given"
-        return f"transcript (or whisper's) + {timing}, forced alignment (CMUdict)"
+        heard = "whisper.cpp's words when there is no transcript" if self.whisper else "no ASR"
+        return f"transcript forced onto the audio (CMUdict + the audio classifier); {heard}"
 
     def accepts(self, speech: Speech) -> bool:
         has_words = bool(speech.text.strip() or speech.words or self.whisper)
         return has_words and speech.duration_s > 0
 
     def _segments(self, speech: Speech) -> list[VisemeSegment]:
-        heard = speech.words or (self.whisper.words(speech.audio, speech.sample_rate) if self.whisper else ())
-        words = words_of(speech.text) or words_of(" ".join(w.word for w in heard))
+        words = words_of(speech.text)
+        listen = self.whisper is not None and (not words or self.whisper_windows)
+        heard = speech.words or (self.whisper.words(speech.audio, speech.sample_rate) if listen else ())
+        words = words or words_of(" ".join(w.word for w in heard))
         windows = word_windows(words, heard, speech.duration_s) if heard else None
         return align_words(analyse(speech.audio, speech.sample_rate), words, windows)
 
@@ -122,7 +128,7 @@ class AudioLipsync(LipsyncBackend):
 
     @property
     def description(self) -> str:
-        return "audio shape classifier (mel cepstra, level, hiss, ZCR) + Viterbi"
+        return "audio frame classifier (neural, mel cepstra + level, hiss, ZCR) + Viterbi"
 
     def accepts(self, speech: Speech) -> bool:
         return speech.duration_s > 0
@@ -213,12 +219,12 @@ class LipsyncEngine(LipsyncBackend):
 
 
 def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", rhubarb_recognizer: str = "",
-                   config: AppConfig | None = None) -> LipsyncBackend:
+                   config: AppConfig | None = None, listen: bool = True) -> LipsyncBackend:
     """The lip-sync source called ``name``, or for "auto" an engine over every available source.
 
     ``config`` (default: the environment's) gives the Rhubarb binary and recogniser unless the arguments do, and
-    the transcript source's whisper.cpp word timings (``config.asr``) when pywhispercpp and its weights are
-    available; otherwise that source aligns without them and ``note`` says so.
+    the transcript source's whisper.cpp (``config.asr``) when ``listen`` and pywhispercpp and its weights are
+    available; otherwise that source aligns without heard words and ``note`` says why.
 
     Raises:
         ConfigError: unknown name or Rhubarb recogniser.
@@ -228,12 +234,12 @@ def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", rhubarb_recogn
     config = config or load_config()
     rhubarb = (rhubarb_path or config.lipsync.rhubarb_path, rhubarb_recognizer or config.lipsync.rhubarb_recognizer)
     if cls is not LipsyncEngine:
-        return _create(cls, config, rhubarb)
+        return _create(cls, config, rhubarb, listen)
     sources: list[LipsyncBackend] = []
     notes: list[str] = []
     for key in AUTO_ORDER:
         try:
-            source = _create(LIPSYNC_BACKENDS[key], config, rhubarb)
+            source = _create(LIPSYNC_BACKENDS[key], config, rhubarb, listen)
         except ModelNotFoundError as exc:
             log.info("lip-sync source %s unavailable: %s", key, exc)
             notes.append(f"{key}: not available")
@@ -246,11 +252,13 @@ def create_lipsync(name: str = "auto", *, rhubarb_path: str = "", rhubarb_recogn
     return engine
 
 
-def _create(cls: type[LipsyncBackend], config: AppConfig, rhubarb: tuple[str, str]) -> LipsyncBackend:
+def _create(cls: type[LipsyncBackend], config: AppConfig, rhubarb: tuple[str, str], listen: bool) -> LipsyncBackend:
     """One source; ``rhubarb`` is the (binary, recogniser) pair the Rhubarb source is made with."""
     if cls is RhubarbLipsync:
         return cls(*rhubarb)
     if cls is not TranscriptLipsync:
+        return cls()
+    if not listen:
         return cls()
     try:
         return cls(WhisperWords(config))
