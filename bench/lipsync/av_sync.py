@@ -10,7 +10,8 @@ time, which already leads the sound by the track's anticipation). It is *applied
 clock has reached that time (the frame samples it), and *shown* in the first frame from then on whose smoothed
 mouth has it dominant (visemes shorter than the smoothing may never dominate: counted apart). Offsets are measured
 at the GPU frame cap (``max_fps``, forced here on the software rasteriser, as the component tests do) and at the
-CPU-rasteriser cap the app really uses here (``software_max_fps``). Writes ``av_sync.md`` and screenshots.
+CPU-rasteriser cap the app really uses here (``software_max_fps``). Writes ``av_sync.md``; screenshots go to
+test-artifacts/.
 Run: ``flock /tmp/avatar-heavy.lock python bench/lipsync/av_sync.py``.
 """
 
@@ -28,11 +29,14 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 import components.avatar as avatar_component  # noqa: E402 - the project root must be on sys.path first
+from core.lipsync.track import ANTICIPATION_S  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 PORT = 7891
 QUESTIONS = ("Hello! Can you tell me what you are and what you can do?", "What can you tell me about the avatar?")
 REPLY_TIMEOUT_S = 240
+QUIET_S = 4.0
+POLL_MS = 200
 PERCENTILE = 95
 
 
@@ -73,6 +77,23 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[min(len(ordered) - 1, round(q / 100 * (len(ordered) - 1)))] if ordered else float("nan")
 
 
+def wait_until_reply_played(page, clips_before: int) -> None:
+    """Until the avatar has played a clip of this reply and stayed silent for ``QUIET_S`` (streamed clips of one
+    reply can leave short gaps between them)."""
+    deadline = time.monotonic() + REPLY_TIMEOUT_S
+    quiet_since = None
+    while time.monotonic() < deadline:
+        playing, played = page.evaluate("[avatarState.playing, avatarState.clipsPlayed]")
+        if playing or played <= clips_before:
+            quiet_since = None
+        elif quiet_since is None:
+            quiet_since = time.monotonic()
+        elif time.monotonic() - quiet_since >= QUIET_S:
+            return
+        page.wait_for_timeout(POLL_MS)
+    raise TimeoutError(f"the reply did not finish playing within {REPLY_TIMEOUT_S} s")
+
+
 def measure(cap: str, pipeline, browser, shots: Path) -> dict:
     """Ask the questions on a fresh page of the app built with frame cap ``cap`` ("gpu" or "cpu")."""
     import app
@@ -106,8 +127,7 @@ def measure(cap: str, pipeline, browser, shots: Path) -> dict:
             page.wait_for_timeout(1000)
             page.screenshot(path=str(shots / f"av_sync_{cap}_{n}.png"))
             fps.append(page.evaluate("avatarState.fps"))
-            page.wait_for_function(f"!window.avatarState.playing && window.avatarState.clipsPlayed > {before}",
-                                   timeout=REPLY_TIMEOUT_S * 1000, polling=200)
+            wait_until_reply_played(page, before)
             log += page.evaluate("avatarState.lipLog")
             clips += page.evaluate("avatarState.lipClips")
         clock = page.evaluate("avatarState.clock")
@@ -130,7 +150,8 @@ def main() -> None:
     from core.pipeline import Pipeline
     from tests.browser import launch_chromium
 
-    shots = ROOT / "docs" if (ROOT / "docs").is_dir() else HERE
+    shots = ROOT / "test-artifacts"
+    shots.mkdir(exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="av-sync-") as cache:
         config = load_config({**os.environ, "AVATAR_CACHE_DIR": cache, "AVATAR_RESPONSE_CACHE": "0"})
         pipeline = Pipeline(config)
@@ -138,14 +159,14 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             started = time.perf_counter()
-            results = [measure(cap, pipeline, browser, Path(tempfile.gettempdir())) for cap in ("gpu", "cpu")]
+            results = [measure(cap, pipeline, browser, shots) for cap in ("gpu", "cpu")]
             browser.close()
         motion = avatar_component.load_motion()["idle"]
         llm = pipeline.stages.llm.description
-    write(results, motion, llm, time.perf_counter() - started, shots)
+    write(results, motion, llm, time.perf_counter() - started)
 
 
-def write(results: list[dict], motion: dict, llm: str, seconds: float, shots: Path) -> None:
+def write(results: list[dict], motion: dict, llm: str, seconds: float) -> None:
     caps = {"gpu": f"GPU frame cap ({motion['max_fps']} fps)", "cpu": f"CPU-rasteriser cap "
             f"({motion['software_max_fps']} fps, what this machine's software WebGL gets)"}
     lines = ["# Audio/visual sync in the browser", "",
@@ -154,15 +175,16 @@ def write(results: list[dict], motion: dict, llm: str, seconds: float, shots: Pa
              f"{len(QUESTIONS)} typed questions ({llm}); offsets are frame audio-clock time minus the due track "
              "time of each viseme change, in ms (positive: the page is late). See the script's docstring.", "",
              "| frame cap | measured fps | clips, audio s | viseme changes | applied: median / p95 ms | "
-             "shown (smoothed mouth): median / p95 ms | changes never dominant |", "|---|---:|---:|---:|---:|---:|---:|"]
+             "shown (smoothed mouth): median / p95 ms | changes never dominant |",
+             "|---|---:|---:|---:|---:|---:|---:|"]
     for r in results:
         lines.append(f"| {caps[r['cap']]} | {r['fps']:.1f} | {r['clips']}, {r['audio_s']:.1f} | {r['events']} | "
                      f"{statistics.median(r['applied']):.0f} / {percentile(r['applied'], PERCENTILE):.0f} | "
                      f"{statistics.median(r['shown']):.0f} / {percentile(r['shown'], PERCENTILE):.0f} | "
                      f"{r['missed']} ({r['missed'] / max(r['events'], 1):.0%}) |")
     lines += ["", f"Clock: {results[0]['clock']} (the AudioContext's currentTime: the clips are scheduled on it). "
-              f"The track's keyframes lead the sound by its anticipation (35 ms), so a page late by less than "
-              "that still moves the mouth no later than the sound.", ""]
+              f"The track's keyframes lead the sound by its anticipation ({ANTICIPATION_S * 1000:.0f} ms), so a "
+              "page late by less than that still moves the mouth no later than the sound.", ""]
     (HERE / "av_sync.md").write_text("\n".join(lines), encoding="utf-8")
     print("\n".join(lines))
 

@@ -171,7 +171,14 @@ def frame_shapes(frames: Frames, model: ShapeModel | None = None) -> list[str]:
     if frames.silent:
         return [REST] * frames.count
     scores = model.shape_log_probs(frames) - model.prior_weight * model.log_prior
-    return [model.shapes[k] for k in viterbi(scores, model.switch_penalty)]
+    path = np.full(frames.count, model.shapes.index(REST))
+    # Frames outside the gate are rest for certain, so each stretch of speech (with the rest frame either side)
+    # decodes alone to the same path as the whole utterance would, and the pauses cost nothing.
+    edges = np.flatnonzero(np.diff(np.concatenate(([False], frames.speech, [False])).astype(np.int8)))
+    for begin, end in zip(edges[::2], edges[1::2], strict=True):
+        low, high = max(begin - 1, 0), min(end + 1, frames.count)
+        path[begin:end] = viterbi(scores[low:high], model.switch_penalty)[begin - low : end - low]
+    return [model.shapes[k] for k in path]
 
 
 def segments_from_audio(audio: np.ndarray, sample_rate: int) -> list[VisemeSegment]:
