@@ -15,7 +15,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +45,7 @@ from core.types import (
     StageMetrics,
     TurnComplete,
     TurnEvent,
+    TurnOptions,
     UserTurn,
     VisemeTrack,
 )
@@ -70,7 +71,11 @@ def _limit_torch_threads(threads: int) -> None:
 
 
 class Stages:
-    """The backends a pipeline uses, each created from configuration on first use (or given, e.g. by tests)."""
+    """The backends a pipeline uses, each created from configuration on first use (or given, e.g. by tests).
+
+    ``tts_for``/``llm_for`` give the backend for a per-turn descriptor (a character's voice, a variant's model),
+    created once per descriptor; an empty descriptor is the configured backend.
+    """
 
     def __init__(self, config: AppConfig, **backends: StageBackend) -> None:
         self.config = config
@@ -95,6 +100,18 @@ class Stages:
     def tts(self) -> TTSBackend:
         return self._get("tts", lambda: create_tts(self.config))
 
+    def tts_for(self, descriptor: str) -> TTSBackend:
+        if not descriptor or descriptor == self.config.tts.backend:
+            return self.tts
+        config = replace(self.config, tts=replace(self.config.tts, backend=descriptor))
+        return self._get(f"tts:{descriptor}", lambda: create_tts(config))
+
+    def llm_for(self, descriptor: str) -> LLMBackend:
+        if not descriptor:
+            return self.llm
+        config = replace(self.config, llm=replace(self.config.llm, small=descriptor, large=descriptor))
+        return self._get(f"llm:{descriptor}", lambda: create_llm(config))
+
     @property
     def emotion(self) -> EmotionBackend:
         return self._get("emotion", lambda: create_emotion(self.config))
@@ -111,6 +128,22 @@ class Stages:
         )
 
 
+@dataclass(frozen=True, slots=True)
+class TurnSetup:
+    """What one turn runs with: the configuration with the turn's options applied."""
+
+    llm: LLMBackend
+    tts: TTSBackend
+    system_prompt: str
+    streaming: bool
+    top_k: int
+
+    def settings_key(self) -> str:
+        """Names everything besides the knowledge base that shapes a spoken reply (for the response cache)."""
+        settings = "|".join((self.llm.description, self.tts.description, self.system_prompt))
+        return hashlib.sha256(settings.encode()).hexdigest()[:16]
+
+
 class Pipeline:
     """Runs conversational turns.
 
@@ -124,6 +157,8 @@ class Pipeline:
         self.stages = stages or Stages(config)
         self.audio_dir = config.cache_dir / "audio"
         self.audio_dir.mkdir(parents=True, exist_ok=True)
+        self._response_caches: dict[str, ResponseCache] = {}
+        self._response_caches_lock = threading.Lock()
 
     # -- status -----------------------------------------------------------------------------------------------
 
@@ -132,7 +167,7 @@ class Pipeline:
         statuses = self.statuses()
         try:
             self.stages.emotion.classify("Hello there, nice to meet you.")
-            self.stages.llm.complete(self._messages([], "Hello."))
+            self.stages.llm.complete(self._messages([], "Hello.", self.config.llm.system_prompt))
             self.stages.lipsync.track(self.stages.tts.synthesize("Hello."))
         except PipelineError as exc:
             log.warning("warm-up failed: %s", exc.user_message())
@@ -160,15 +195,28 @@ class Pipeline:
         """Passages already found for a question (or a rewording of it)."""
         return RetrievalCache(threshold=self.config.retrieval.cache_similarity)
 
-    @functools.cached_property
-    def response_cache(self) -> ResponseCache:
-        """Whole spoken replies, persisted; valid for this knowledge base, model, voice and persona only."""
-        settings = "|".join((self.stages.llm.description, self.stages.tts.description, self.config.llm.system_prompt))
-        return ResponseCache(
-            self.config.cache_dir,
-            self.stages.retrieval.fingerprint(),
-            settings_key=hashlib.sha256(settings.encode()).hexdigest()[:16],
-            threshold=self.config.retrieval.cache_similarity,
+    def response_cache(self, setup: TurnSetup | None = None) -> ResponseCache:
+        """Whole spoken replies, persisted; each cache is valid for one knowledge base, model, voice and persona."""
+        key = (setup or self.setup()).settings_key()
+        with self._response_caches_lock:
+            if key not in self._response_caches:
+                self._response_caches[key] = ResponseCache(
+                    self.config.cache_dir,
+                    self.stages.retrieval.fingerprint(),
+                    settings_key=key,
+                    threshold=self.config.retrieval.cache_similarity,
+                )
+            return self._response_caches[key]
+
+    def setup(self, options: TurnOptions | None = None) -> TurnSetup:
+        """The backends and settings for a turn with these options (none: the configured ones)."""
+        options = options or TurnOptions()
+        return TurnSetup(
+            llm=self.stages.llm_for(options.llm),
+            tts=self.stages.tts_for(options.tts),
+            system_prompt=options.system_prompt or self.config.llm.system_prompt,
+            streaming=self.config.streaming if options.streaming is None else options.streaming,
+            top_k=options.top_k or self.config.retrieval.top_k,
         )
 
     # -- input ------------------------------------------------------------------------------------------------
@@ -202,8 +250,11 @@ class Pipeline:
         audio_path: str | Path | None = None,
         cancel: threading.Event | None = None,
         session_id: str = "default",
+        options: TurnOptions | None = None,
     ) -> Iterator[TurnEvent]:
         """Run one turn from typed text or an audio file, yielding events as they happen; log it with its cost.
+
+        ``options`` override the configured voice, model, persona, streaming or retrieval depth for this turn.
 
         Raises:
             InputError: the input cannot be used (nothing is lost: the history is unchanged).
@@ -211,7 +262,7 @@ class Pipeline:
         """
         user: UserTurn | None = None
         try:
-            for event in self._turn_events(history, text, audio_path, cancel):
+            for event in self._turn_events(history, text, audio_path, cancel, self.setup(options)):
                 if isinstance(event, UserTurn):
                     user = event
                 elif isinstance(event, TurnComplete) and user is not None:
@@ -228,6 +279,7 @@ class Pipeline:
         text: str | None,
         audio_path: str | Path | None,
         cancel: threading.Event | None,
+        setup: TurnSetup,
     ) -> Iterator[TurnEvent]:
         started = time.perf_counter()
         timings: dict[str, float] = {}
@@ -240,25 +292,26 @@ class Pipeline:
         yield user
         cacheable = self.config.response_cache and (not history or not FOLLOW_UP.search(user.text))
         if cacheable:
-            found = self.response_cache.lookup(user.text)
+            found = self.response_cache(setup).lookup(user.text)
             timings["cache_lookup_s"] = found.seconds
             if found.value is not None:
                 yield from self._replay(found.value, found.kind, started, timings)
                 return
         t0 = time.perf_counter()
-        passages, lookup = self.retrieval_cache.search(self.stages.retrieval, user.text, self.config.retrieval.top_k)
+        passages, lookup = self.retrieval_cache.search(self.stages.retrieval, user.text, setup.top_k)
         timings["retrieval_s"] = time.perf_counter() - t0
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
                                  units={"queries": 0 if lookup.hit else 1})
-        messages = self._messages(history, user.text, user.emotion)
+        messages = self._messages(history, user.text, setup.system_prompt, user.emotion)
         clips: list[SpokenClip] = []
-        for event in self._speak_reply(messages, started, timings, cancel or threading.Event(), tuple(passages)):
+        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(),
+                                       tuple(passages)):
             if isinstance(event, SpokenClip):
                 clips.append(event)
             elif isinstance(event, TurnComplete):
                 event = replace(event, metrics=(*event.metrics, retrieval))
                 if cacheable:
-                    self.response_cache.put(user.text, clips, event, passages)
+                    self.response_cache(setup).put(user.text, clips, event, passages)
             yield event
 
     def _replay(self, cached: CachedResponse, kind: str, started: float, timings: dict[str, float]
@@ -278,6 +331,7 @@ class Pipeline:
         self,
         history: Sequence[ChatMessage],
         question: str,
+        system_prompt: str,
         user_emotion: Emotion | None = None,
     ) -> list[ChatMessage]:
         """The system prompt (with the user's mood), the recent history, and the question.
@@ -286,19 +340,19 @@ class Pipeline:
         its model (quoted in the system message for cloud models; trimmed next to the question, or quoted as the
         answer, for the tiny local model).
         """
-        system = self.config.llm.system_prompt
+        system = system_prompt
         if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
             system += f"\nThe user seems to feel {user_emotion.label}; answer with empathy."
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system), *window, ChatMessage("user", question)]
 
-    def _produce(self, messages: list[ChatMessage], passages: tuple[Passage, ...], out: queue.Queue,
-                 cancel: threading.Event) -> None:
+    def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
+                 out: queue.Queue, cancel: threading.Event) -> None:
         """Producer thread: stream the LLM, pass deltas and finished clauses on, then the Reply (or the error)."""
         reply_box: list[Reply] = []
 
         def deltas() -> Iterator[str]:
-            for item in self.stages.llm.stream(messages, passages):
+            for item in setup.llm.stream(messages, passages):
                 if cancel.is_set():
                     return
                 if isinstance(item, Reply):
@@ -309,7 +363,7 @@ class Pipeline:
 
         try:
             # Streaming speaks each clause as soon as it is written; otherwise the whole reply is one clip.
-            pieces = split_clauses(deltas()) if self.config.streaming else ["".join(deltas()).strip()]
+            pieces = split_clauses(deltas()) if setup.streaming else ["".join(deltas()).strip()]
             for clause in filter(None, pieces):
                 out.put(clause)
             if reply_box:
@@ -321,6 +375,7 @@ class Pipeline:
 
     def _speak_reply(
         self,
+        setup: TurnSetup,
         messages: list[ChatMessage],
         started: float,
         timings: dict[str, float],
@@ -329,7 +384,7 @@ class Pipeline:
     ) -> Iterator[TurnEvent]:
         out: queue.Queue = queue.Queue()
         llm_started = time.perf_counter()
-        producer = threading.Thread(target=self._produce, args=(messages, passages, out, cancel), daemon=True)
+        producer = threading.Thread(target=self._produce, args=(setup, messages, passages, out, cancel), daemon=True)
         producer.start()
         turn_id = uuid.uuid4().hex[:12]
         speeches: list[Speech] = []
@@ -352,7 +407,7 @@ class Pipeline:
                     yield item
                 else:
                     t0 = time.perf_counter()
-                    speech = self.stages.tts.synthesize(spoken_text(item))
+                    speech = setup.tts.synthesize(spoken_text(item))
                     t1 = time.perf_counter()
                     if len(speech.audio) == 0:
                         continue
@@ -371,7 +426,7 @@ class Pipeline:
         if reply is None or interrupted:
             raise PipelineError("The reply was cancelled before it finished.")
         timings.update(tts_s=tts_s, lipsync_s=lipsync_s, total_s=time.perf_counter() - started)
-        yield self._complete(turn_id, reply, speeches, clips, timings, passages)
+        yield self._complete(setup.tts, turn_id, reply, speeches, clips, timings, passages)
 
     def _clip(
         self, turn_id: str, index: int, text: str, speech: Speech, track: VisemeTrack, offset_s: float
@@ -391,6 +446,7 @@ class Pipeline:
 
     def _complete(
         self,
+        tts: TTSBackend,
         turn_id: str,
         reply: Reply,
         speeches: list[Speech],
@@ -401,14 +457,14 @@ class Pipeline:
         """Join the clips into one audio file and one track, and read the emotion of the whole reply."""
         rate = speeches[0].sample_rate if speeches else 22050
         audio = np.concatenate([s.audio for s in speeches]) if speeches else np.zeros(0, dtype=np.float32)
-        whole = Speech(text=reply.text, audio=audio, sample_rate=rate, backend=self.stages.tts.name)
+        whole = Speech(text=reply.text, audio=audio, sample_rate=rate, backend=tts.name)
         path = self.audio_dir / f"{turn_id}-turn.wav"
         write_wav(whole, path)
         track = join_tracks([c.track.shifted(c.offset_s) for c in clips])
         metrics = (
             StageMetrics("llm", reply.backend, timings.get("llm_total_s", 0.0), timings.get("llm_first_token_s"),
                          {"prompt_tokens": reply.prompt_tokens, "completion_tokens": reply.completion_tokens}),
-            StageMetrics("tts", self.stages.tts.name, timings["tts_s"], timings.get("tts_first_s"),
+            StageMetrics("tts", tts.name, timings["tts_s"], timings.get("tts_first_s"),
                          {"characters": sum(len(c.text) for c in clips), "audio_s": whole.duration_s}),
             StageMetrics("lipsync", track.source, timings["lipsync_s"]),
         )

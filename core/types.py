@@ -179,6 +179,21 @@ class StageMetrics:
 
 
 @dataclass(frozen=True, slots=True)
+class TurnOptions:
+    """Per-turn choices that override the configuration (a user's character, an experiment's variant).
+
+    Empty fields keep the configured value. ``tts`` and ``llm`` are backend descriptors as in the configuration
+    ("edge/en-US-JennyNeural", "databricks/<endpoint>"); ``llm`` answers for both router tiers.
+    """
+
+    tts: str = ""
+    llm: str = ""
+    system_prompt: str = ""
+    streaming: bool | None = None
+    top_k: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class UserTurn:
     """The user's side of a turn: their text (typed, or the transcript of their speech) and its emotion."""
 

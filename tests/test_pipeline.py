@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from core.errors import InputError
-from core.types import EMOTION_LABELS, ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTurn
+from core.types import EMOTION_LABELS, ChatMessage, ReplyDelta, SpokenClip, TurnComplete, TurnOptions, UserTurn
 
 
 def run(pipeline, history=(), **kwargs):
@@ -51,8 +51,8 @@ def test_text_over_the_cap_is_refused_and_the_next_turn_works(pipeline):
 
 def test_history_window_keeps_the_most_recent_turns(pipeline):
     history = [ChatMessage("user" if i % 2 == 0 else "assistant", f"m{i}") for i in range(40)]
-    messages = pipeline._messages(history, "now")
-    assert messages[0].role == "system" and messages[-1].content == "now"
+    messages = pipeline._messages(history, "now", "Be brief.")
+    assert messages[0] == ChatMessage("system", "Be brief.") and messages[-1].content == "now"
     kept = 2 * pipeline.config.llm.history_turns
     assert [m.content for m in messages[1:-1]] == [f"m{i}" for i in range(40 - kept, 40)]
 
@@ -95,3 +95,13 @@ def test_a_file_that_is_not_audio_gets_a_clear_message(pipeline, tmp_path):
     fake.write_bytes(b"%PDF-1.4 definitely not audio")
     with pytest.raises(InputError, match="not audio"):
         run(pipeline, audio_path=fake)
+
+
+def test_turn_options_override_the_configuration_for_one_turn(pipeline):
+    default = pipeline.setup()
+    custom = pipeline.setup(TurnOptions(system_prompt="You are Max.", streaming=False, top_k=1))
+    assert (custom.system_prompt, custom.streaming, custom.top_k) == ("You are Max.", False, 1)
+    assert (default.system_prompt, default.streaming) == (pipeline.config.llm.system_prompt, pipeline.config.streaming)
+    assert custom.llm is default.llm and custom.tts is default.tts
+    assert pipeline.response_cache(custom) is not pipeline.response_cache(default)  # another persona, other replies
+    assert pipeline.response_cache(pipeline.setup(TurnOptions())) is pipeline.response_cache(default)
