@@ -154,7 +154,7 @@ class RhubarbLipsync(LipsyncBackend):
 
     @property
     def description(self) -> str:
-        return f"Rhubarb 1.14 ({self.recognizer}) at {self.binary}"
+        return f"Rhubarb Lip Sync ({self.recognizer}) at {self.binary}"
 
     def accepts(self, speech: Speech) -> bool:
         return speech.duration_s > 0
