@@ -35,6 +35,15 @@ HERE = Path(__file__).resolve().parent
 UNPACKED_RHUBARB = ROOT / ".cache" / "tools" / "rhubarb" / "rhubarb"
 CLI_CLIPS = 6
 """Clips per held-out voice timed as whole command lines (a process each)."""
+NOTES = (
+    "Notes. The truth reads phonemes through the project's own tables (`data/visemes/`), whose "
+    "phoneme→shape choices Rhubarb does not follow exactly, so Rhubarb's exact agreement understates it "
+    "(its speech/rest timing is as good as ours); a loudness-only baseline is listed for scale. Rhubarb's "
+    'in-process figure is its program run per clip (it has no library). The command-line figures include '
+    'the Python interpreter and numpy start-up, which dominate clips of a few seconds on this loaded '
+    'machine. whisper.cpp time swings with the load of the shared machine.'
+)
+"""Said under the speed table of results.md."""
 WHISPER_CLIPS = 10
 """whisper.cpp runs at 1-7x real time on this loaded machine: its row uses the first 10 held-out sentences."""
 
@@ -223,6 +232,7 @@ def write_results(rows: list[System], heldout: list[Voice], corpus: dict, cli: d
             lines.append(f"| {s.name} | {_mean(s, names, 'ms_per_s'):.1f} | "
                          + (f"{cli[s.name]:.3f} |" if s.name in cli else "— |"))
     lines += speed_goals(rows, names, cli)
+    lines += ["", NOTES]
     lines += ["", "## Voices heard in training, same held-out sentences", "",
               "| system | " + " | ".join(v.name for v in seen) + " |", "|---|" + "---:|" * len(seen)]
     for s in rows:
