@@ -159,7 +159,10 @@ def main() -> None:
         with sync_playwright() as playwright:
             browser = launch_chromium(playwright)
             started = time.perf_counter()
-            results = [measure(cap, pipeline, browser, shots) for cap in ("gpu", "cpu")]
+            results = []
+            for cap in ("gpu", "cpu"):
+                results.append(measure(cap, pipeline, browser, shots))
+                print(f"{cap}: {len(results[-1]['applied'])} viseme changes measured", flush=True)
             browser.close()
         motion = avatar_component.load_motion()["idle"]
         llm = pipeline.stages.llm.description
