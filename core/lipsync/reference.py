@@ -34,12 +34,19 @@ FESTIVAL_TIMEOUT_S = 60.0
 ESPEAK_LIBRARY = "libespeak-ng.so.1"
 ESPEAK_BUFFER_MS = 200
 """Audio handed to the synthesis callback at a time (events arrive with each piece)."""
+ESPEAK_DEFAULT_WPM = 175
+ESPEAK_DEFAULT_PITCH = 50
+"""espeak-ng's own defaults (words per minute; pitch 0-100)."""
+# Values from espeak-ng's speak_lib.h.
 _ESPEAK_OUTPUT_SYNCHRONOUS = 2
 _ESPEAK_PHONEME_EVENTS = 0x0001
 _ESPEAK_PHONEME_IPA = 0x0002
 _ESPEAK_EVENT_PHONEME = 7
 _ESPEAK_EVENT_END = 0
 _ESPEAK_CHARS_UTF8 = 1
+_ESPEAK_POS_CHARACTER = 1
+_ESPEAK_RATE = 1
+_ESPEAK_PITCH = 3
 
 
 def piper_reference_speech(voice: Any, text: str) -> Speech:
@@ -120,7 +127,8 @@ def _espeak() -> tuple[ctypes.CDLL, int]:
     return library, rate
 
 
-def espeak_reference_speech(voice: str, text: str, words_per_minute: int = 175, pitch: int = 50) -> Speech:
+def espeak_reference_speech(voice: str, text: str, words_per_minute: int = ESPEAK_DEFAULT_WPM,
+                            pitch: int = ESPEAK_DEFAULT_PITCH) -> Speech:
     """Speak ``text`` with espeak-ng's ``voice`` (e.g. "en-us+f2") and keep its phoneme events as IPA timings.
 
     Raises:
@@ -147,9 +155,9 @@ def espeak_reference_speech(voice: str, text: str, words_per_minute: int = 175, 
         library.espeak_SetSynthCallback(callback)
         if library.espeak_SetVoiceByName(voice.encode("utf-8")) != 0:
             raise ModelNotFoundError("lipsync", "espeak-ng", f"espeak-ng has no voice {voice!r}")
-        library.espeak_SetParameter(1, words_per_minute, 0)  # espeakRATE
-        library.espeak_SetParameter(3, pitch, 0)  # espeakPITCH
-        library.espeak_Synth(encoded, len(encoded) + 1, 0, 1, 0, _ESPEAK_CHARS_UTF8, None, None)
+        library.espeak_SetParameter(_ESPEAK_RATE, words_per_minute, 0)
+        library.espeak_SetParameter(_ESPEAK_PITCH, pitch, 0)
+        library.espeak_Synth(encoded, len(encoded) + 1, 0, _ESPEAK_POS_CHARACTER, 0, _ESPEAK_CHARS_UTF8, None, None)
         library.espeak_Synchronize()
     audio = (np.concatenate(chunks) if chunks else np.zeros(1, np.int16)).astype(np.float32) / 32768.0
     phonemes = []
