@@ -27,6 +27,7 @@ ROOT = Path(__file__).resolve().parents[2]
 sys.path.insert(0, str(ROOT))
 
 from core.config import LLMConfig  # noqa: E402
+from core.llm.local import OPENMP_WAIT_POLICY  # noqa: E402
 from core.llm.packaged import local_model, resolve_local  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
@@ -84,6 +85,7 @@ def native_wheel(given: Path | None, work: Path) -> Path:
 
 def run_child(model: Path, pythonpath: str, repack: bool, repeats: int) -> dict:
     env = {**os.environ, "PYTHONPATH": pythonpath} if pythonpath else dict(os.environ)
+    env.setdefault(*OPENMP_WAIT_POLICY)  # as the app runs llama.cpp
     command = [sys.executable, "-c", CHILD, str(model), "1" if repack else "0", str(repeats),
                str(GENERATED_TOKENS), str(THREADS), str(CONTEXT_TOKENS), PROMPT]
     done = subprocess.run(command, capture_output=True, text=True, env=env, timeout=CHILD_TIMEOUT_S, check=False)

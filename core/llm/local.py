@@ -49,6 +49,11 @@ GROUNDED_PASSAGES = 1  # "sentences" profile: the best passage only; a second co
 GROUNDED_SENTENCES = 2  # its best-matching sentences, not the whole chunk
 PREFIX_STATES_DIR = "prefix_states"
 LLAMA_CPP_HINT = "llama-cpp-python is not installed (make install builds it)"
+OPENMP_WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
+"""llama.cpp's OpenMP threads sleep at their barriers instead of spinning. On 2 cores, spinning threads that share
+the CPU with anything else (the voice synthesising the previous clause, another process) stall each other:
+generation measured 0.5 tokens/s with spinning against 6 with sleeping, under the same load. Read by the OpenMP
+runtime when llama.cpp's library loads, so it is set (unless already set) just before the first import."""
 
 
 def load_examples(path: Path = EXAMPLES_PATH) -> tuple[ChatMessage, ...]:
@@ -100,6 +105,7 @@ class LocalGGUFLLM(GeneratingLLM):
         self._examples = load_examples() if self.profile.grounding == "sentences" else ()
         self._grounded_examples = tuple(example_turns(grounding_data().examples)) if self._examples else ()
         self.threads = config.threads or self.profile.threads
+        os.environ.setdefault(*OPENMP_WAIT_POLICY)
         try:
             import llama_cpp
         except ImportError as exc:
