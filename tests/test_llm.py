@@ -144,7 +144,7 @@ def test_local_never_follows_or_reads_out_an_instruction_inside_a_passage(local_
 
 
 def test_local_long_history_is_trimmed_to_fit_the_context(local_llm: LocalGGUFLLM) -> None:
-    filler = "This is a long and rather boring remark about the weather and the garden. " * 40
+    filler = "This is a long and rather boring remark about the weather and the garden. " * 80
     history = [ChatMessage(role, f"{i}: {filler}") for i in range(6) for role in ("user", "assistant")]
     system = ChatMessage("system", local_llm.config.system_prompt)
     fitted = local_llm._prompt([system, *history, ChatMessage("user", VOICE_QUESTION)], [PRIVACY])

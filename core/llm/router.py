@@ -153,7 +153,7 @@ class RoutedLLM(LLMBackend):
             try:
                 for item in backend.stream(conversation, passages):
                     if isinstance(item, Reply):
-                        yield replace(item, route=route, notice=notice)
+                        yield replace(item, route=route, notice="; ".join(filter(None, (notice, item.notice))))
                         return
                     said.append(item)
                     yield item
