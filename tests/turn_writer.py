@@ -1,0 +1,49 @@
+"""One "app instance" for the concurrency test: writes N rated turns to a turn store, starting at a given time.
+
+Usage: python -m tests.turn_writer (--sqlite PATH | --url URL) --instance NAME --turns N --start-at UNIX_TIME
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+from core.analytics import TurnLog
+from core.turnstore import PostgresStore, SQLiteStore, TurnStore
+from core.types import Emotion, Reply, StageMetrics, TurnComplete, TurnOptions, UserTurn, VisemeTrack
+
+
+def turn(first_audio_s: float) -> TurnComplete:
+    return TurnComplete(Reply("An answer.", 100, 20, "local", "model"), Emotion("joy", {"joy": 0.9}, "test"), "",
+                        VisemeTrack(1.0, (), ()), {"first_audio_s": first_audio_s, "total_s": 2 * first_audio_s},
+                        (StageMetrics("llm", "local", 1.0, 0.2, {"prompt_tokens": 100, "completion_tokens": 20}),))
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    where = parser.add_mutually_exclusive_group(required=True)
+    where.add_argument("--sqlite")
+    where.add_argument("--url")
+    parser.add_argument("--instance", required=True)
+    parser.add_argument("--turns", type=int, required=True)
+    parser.add_argument("--start-at", type=float, required=True)
+    args = parser.parse_args()
+    store: TurnStore = SQLiteStore(args.sqlite) if args.sqlite else PostgresStore(args.url)
+    log = TurnLog(store)
+    store.engine()  # connect and migrate before the start line, as an app does at start-up
+    time.sleep(max(0.0, args.start_at - time.time()))
+    for i in range(args.turns):
+        key = f"{args.instance}-{i}"
+        session = f"{args.instance}-session-{i % 3}"
+        options = TurnOptions(experiment="load", variant=args.instance)
+        log.record_assignment("load", session, args.instance)
+        log.record_turn(session, UserTurn(f"Question {i}", Emotion("neutral", {"neutral": 0.8}, "test")),
+                        turn(0.5 + i / 100), turn_key=key, options=options)
+        log.record_feedback(key, "up" if i % 2 else "down", f"comment {i}", session_id=session)
+    if not store.outbox.wait_empty(30):
+        raise SystemExit(f"{store.outbox.pending} writes never reached the store")
+    print(f"{args.instance}: {args.turns} turns written")
+
+
+if __name__ == "__main__":
+    main()
