@@ -15,7 +15,7 @@ import pytest
 from core.analytics import TurnLog
 from core.config import PROJECT_ROOT, StoreConfig, load_config
 from core.errors import ConfigError
-from core.turnstore import PostgresStore, SQLiteStore, StoreUnavailable, TurnWrite, create_store
+from core.turnstore import PostgresStore, SQLiteStore, StoreUnavailable, create_store
 from core.types import Emotion, UserTurn
 from tests.postgres import PostgresServer
 from tests.turn_writer import turn
