@@ -15,7 +15,6 @@ from core.analytics import TurnLog
 from core.turnstore import PostgresStore, SQLiteStore, TurnStore
 from core.types import Emotion, Reply, StageMetrics, TurnComplete, TurnOptions, UserTurn, VisemeTrack
 
-
 PAUSE_S = 0.02
 """Between turns, as an app waits for its next question (a writer that never pauses can starve SQLite's others)."""
 
