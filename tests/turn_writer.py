@@ -28,7 +28,8 @@ def turn(first_audio_s: float) -> TurnComplete:
     """A finished local turn with this time to first audio."""
     return TurnComplete(Reply("An answer.", 100, 20, "local", "model"), Emotion("joy", {"joy": 0.9}, "test"), "",
                         VisemeTrack(1.0, (), ()), {"first_audio_s": first_audio_s, "total_s": 2 * first_audio_s},
-                        (StageMetrics("llm", "local", 1.0, 0.2, {"prompt_tokens": 100, "completion_tokens": 20}),))
+                        (StageMetrics("llm", "local", 1.0, 0.2, {"prompt_tokens": 100, "completion_tokens": 20}),
+                         StageMetrics("tts", "piper", 0.2, 0.1, {"characters": 10, "audio_s": 1.0})))
 
 
 def main() -> None:

@@ -77,6 +77,7 @@ class MetricTest:
     p_value: float | None  # None: too little data to test
     better: str | None  # the variant that is significantly better, or None
     sentence: str
+    short: str = ""  # the verdict's words for a significant result, e.g. "B is faster to first audio (p < 0.01)"
 
 
 @dataclass(frozen=True)
@@ -234,7 +235,8 @@ def _judge(metric: str, p: float | None, variant: str, control: str, variant_bet
         return MetricTest(metric, None, None, too_few)
     if p < ALPHA:
         winner, loser = (variant, control) if variant_better else (control, variant)
-        return MetricTest(metric, p, winner, f"{winner} {better} than {loser} ({detail}, {_p_text(p)})")
+        return MetricTest(metric, p, winner, f"{winner} {better} than {loser} ({detail}, {_p_text(p)})",
+                          f"{winner} {better} ({_p_text(p)})")
     return MetricTest(metric, p, None, f"no difference in {metric} yet ({detail}, {_p_text(p)})")
 
 
@@ -243,7 +245,7 @@ def _fisher(k_a: int, n_a: int, k_b: int, n_b: int) -> float:
 
 
 def _rating_test(v: VariantStats, c: VariantStats) -> MetricTest:
-    detail = f"{_percent(v.up_rate.value)} vs {_percent(c.up_rate.value)} thumbs up"
+    detail = f"thumbs up {_percent(v.up_rate.value)} for {v.name}, {_percent(c.up_rate.value)} for {c.name}"
     p = _fisher(v.up, v.ratings, c.up, c.ratings) if min(v.ratings, c.ratings) >= MIN_SAMPLES else None
     too_few = (f"too few ratings to compare yet ({v.ratings} for {v.name}, {c.ratings} for {c.name}; "
                f"{MIN_SAMPLES} each needed)")
@@ -252,7 +254,7 @@ def _rating_test(v: VariantStats, c: VariantStats) -> MetricTest:
 
 
 def _error_test(v: VariantStats, c: VariantStats) -> MetricTest:
-    detail = f"{v.errors} of {v.turns} vs {c.errors} of {c.turns} turns failed"
+    detail = f"{v.errors} of {v.turns} turns failed for {v.name}, {c.errors} of {c.turns} for {c.name}"
     p = _fisher(v.errors, v.turns, c.errors, c.turns) if min(v.turns, c.turns) >= MIN_SAMPLES else None
     too_few = f"too few turns to compare errors yet ({v.turns} and {c.turns}; {MIN_SAMPLES} each needed)"
     return _judge("errors", p, v.name, c.name, v.error_rate.value < c.error_rate.value, "fails less often", detail,
@@ -277,13 +279,15 @@ def _samples_test(v: VariantStats, c: VariantStats, column: str) -> MetricTest:
     }[column]
     a, b = v.samples[column], c.samples[column]
     mine, theirs = getattr(v, column), getattr(c, column)
-    detail = f"{what} {fmt(mine.value)} vs {fmt(theirs.value)}"
+    detail = f"{what} {fmt(mine.value)} for {v.name}, {fmt(theirs.value)} for {c.name}"
     p = test(a, b) if min(len(a), len(b)) >= MIN_SAMPLES else None
     too_few = f"too few finished turns to compare {metric} yet ({len(a)} and {len(b)}; {MIN_SAMPLES} each needed)"
     return _judge(metric, p, v.name, c.name, mine.value < theirs.value, better, detail, too_few)
 
 
 def _verdict(variant: str, control: str, tests: Sequence[MetricTest]) -> str:
+    """E.g. "whole-reply wins over clauses: whole-reply is faster to first audio (p < 0.01); no difference in
+    ratings or cost per turn yet; too few turns to compare errors yet"."""
     wins = [t for t in tests if t.better == variant]
     losses = [t for t in tests if t.better == control]
     if wins and not losses:
@@ -294,7 +298,18 @@ def _verdict(variant: str, control: str, tests: Sequence[MetricTest]) -> str:
         head = f"Trade-off between {variant} and {control}"
     else:
         head = f"No winner yet between {variant} and {control}"
-    return f"{head}: " + "; ".join(t.sentence for t in tests) + "."
+    parts = [t.short for t in tests if t.better]
+    same = [t.metric for t in tests if t.p_value is not None and not t.better]
+    if same:
+        parts.append(f"no difference in {_join(same)} yet")
+    untested = [t.metric for t in tests if t.p_value is None]
+    if untested:
+        parts.append(f"too little data to compare {_join(untested)} yet ({MIN_SAMPLES} per variant needed)")
+    return f"{head}: " + "; ".join(parts) + "."
+
+
+def _join(words: Sequence[str]) -> str:
+    return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
 
 
 def _percent(x: float) -> str:
