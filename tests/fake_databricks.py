@@ -8,8 +8,9 @@ Routes:
     POST /api/2.0/vector-search/indexes/{name}/query   Vector Search: ``vector_rows`` (dicts with a "score"),
                                                  best first, cut to ``num_results``, projected onto ``columns``
     GET  /oidc/.well-known/oauth-authorization-server   OAuth metadata (what the SDK reads for client credentials)
-    POST /oidc/v1/token                          OAuth M2M: a new token per call, ``oauth-token-<n>``, valid for
-                                                 ``oauth_lifetime_s`` (the tokens issued are in ``oauth_tokens``)
+    POST /oidc/v1/token                          OAuth M2M: a new token per call, ``oauth-token-<n>`` (or always
+                                                 ``oauth_fixed_token`` when set), valid for ``oauth_lifetime_s``;
+                                                 the tokens issued are in ``oauth_tokens``
 
 Every request is recorded (method, path, headers, JSON body). Knobs on the server change its behaviour:
 ``status`` forces an error status, ``delay_s`` stalls before answering (to provoke client timeouts),
@@ -58,6 +59,7 @@ class FakeServing:
     hold_after_first: threading.Event | None = None
     vector_rows: list[dict[str, Any]] = field(default_factory=list)
     oauth_lifetime_s: int = 3600
+    oauth_fixed_token: str = ""
     oauth_tokens: list[str] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
@@ -191,7 +193,7 @@ class _Handler(BaseHTTPRequestHandler):
         if body.get("grant_type") != "client_credentials":
             self._send_json(400, {"error": "unsupported_grant_type"})
             return
-        token = f"oauth-token-{len(fake.oauth_tokens) + 1}"
+        token = fake.oauth_fixed_token or f"oauth-token-{len(fake.oauth_tokens) + 1}"
         fake.oauth_tokens.append(token)
         self._send_json(200, {"access_token": token, "token_type": "Bearer", "expires_in": fake.oauth_lifetime_s,
                               "scope": body.get("scope", "all-apis")})
