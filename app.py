@@ -433,6 +433,7 @@ def main(config: AppConfig | None = None) -> None:
     experiments = ExperimentRunner(ExperimentBook.load(config.experiments), pipeline.turn_log)  # bad files fail here
     for status in pipeline.warm_up():
         log.info("%s", status.line())
+    pipeline.turn_log.store.connect()
     log.info("turn store: %s; %s", pipeline.turn_log.store.status(), experiments.status())
     demo = build_app(pipeline, experiments)
     try:

@@ -10,6 +10,9 @@ import pandas as pd
 
 from core.analytics import TurnLog
 
+REPLY_PREVIEW_CHARS = 120
+"""How much of each rated answer the dashboard's table shows."""
+
 
 class AnswerKeys:
     """Per session, the turn key of each answer in the chat (by its message index), so a rating finds its turn."""
@@ -46,17 +49,17 @@ def rating_of(liked: Any) -> str:
 
 def feedback_markdown(turn_log: TurnLog) -> str:
     """The dashboard's one-line summary of ratings so far."""
-    row = turn_log.feedback_summary().iloc[0]
-    if not row["rated"]:
-        return f"No answer rated yet ({row['answers']} answers so far): use 👍 / 👎 under an answer in the chat."
-    return (f"**{row['rated']}** of {row['answers']} answers rated: 👍 {row['up']} · 👎 {row['down']} — "
-            f"**{row['up_rate']:.0%}** thumbs up; {row['comments']} with a comment.")
+    summary = turn_log.feedback_summary().iloc[0]
+    answers, rated, up, down, comments = (int(summary[k]) for k in ("answers", "rated", "up", "down", "comments"))
+    if not rated:
+        return f"No answer rated yet ({answers} answers so far): use the thumbs under an answer in the chat."
+    return (f"**{rated}** of {answers} answers rated: {up} thumbs up, {down} thumbs down — "
+            f"**{summary['up_rate']:.0%}** thumbs up; {comments} with a comment.")
 
 
 def recent_feedback_table(turn_log: TurnLog) -> pd.DataFrame:
     """The latest ratings, with the question and the start of the answer, for the dashboard."""
     frame = turn_log.recent_feedback()
     frame["rated_at"] = frame["rated_at"].dt.strftime("%Y-%m-%d %H:%M")
-    frame["rating"] = frame["rating"].map({"up": "👍", "down": "👎"})
-    frame["reply"] = frame["reply"].fillna("").str.slice(0, 120)
+    frame["reply"] = frame["reply"].fillna("").str.slice(0, REPLY_PREVIEW_CHARS)
     return frame[["rated_at", "rating", "comment", "question", "reply", "variant"]]

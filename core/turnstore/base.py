@@ -78,6 +78,15 @@ class TurnStore:
                          SCHEMA_VERSION, found)
             return self._engine
 
+    def connect(self) -> bool:
+        """Connect and migrate now (at start-up) rather than at the first turn; False (logged) when unreachable."""
+        try:
+            self.engine()
+        except StoreUnavailable as exc:
+            log.warning("turn store unreachable at start (%s); turns wait in memory until it is back", exc)
+            return False
+        return True
+
     @contextmanager
     def _connect(self, *, write: bool) -> Iterator[Connection]:
         assert self._engine is not None
