@@ -16,8 +16,8 @@ from components.voice_input import VoiceInput, read_utterance
 from core.config import AppConfig, load_config
 from core.errors import PipelineError
 from core.experiments import ExperimentBook, ExperimentRunner
-from core.experiments.report import experiment_report
-from core.feedback import AnswerKeys, feedback_markdown, rating_of, recent_feedback_table
+from core.experiments.report import experiment_choices, report_panel
+from core.feedback import COMMENT_PROMPTS, AnswerKeys, feedback_markdown, rating_of, recent_feedback_table
 from core.pipeline import Pipeline
 from core.turnstore import StoreUnavailable
 from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTurn
@@ -271,8 +271,8 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
             return gr.update(visible=False), None
         if not rating:
             return gr.update(visible=False), None
-        label = "What was good about this answer? (optional)" if rating == "up" else "What was wrong? (optional)"
-        return gr.update(visible=True, label=label, value=""), {"turn_key": turn_key, "rating": rating}
+        prompt = gr.update(visible=True, label=COMMENT_PROMPTS[rating], value="")
+        return prompt, {"turn_key": turn_key, "rating": rating}
 
     def comment_on(text: str, rated: dict | None, request: gr.Request) -> tuple:
         """The optional comment on the answer just rated."""
@@ -299,31 +299,15 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
         lines += [f"Turn store: {pipeline.turn_log.store.status()}", f"Experiments: {experiments.status()}"]
         return "\n".join(f"- {line}" for line in lines)
 
-    def experiment_choices() -> list[str]:
-        names = list(experiments.book.experiments)
-        try:
-            names += [n for n in pipeline.turn_log.experiments_seen() if n not in names]
-        except StoreUnavailable:
-            pass  # the dashboard says so
-        return names
-
-    def experiment_panel(name: str | None) -> tuple:
+    def experiment_panel(name: str | None) -> tuple[pd.DataFrame, str]:
         """The chosen experiment's report: a table per variant and the verdict."""
-        if not name:
-            return pd.DataFrame(), "No experiment defined yet: add one to `data/experiments.json`."
-        try:
-            report = experiment_report(pipeline.turn_log, experiments.book, name)
-        except (PipelineError, StoreUnavailable) as exc:
-            return pd.DataFrame(), f"⚠️ {exc.user_message() if isinstance(exc, PipelineError) else exc}"
-        return report.table(), f"**Verdict:** {report.verdict}\n\n<sub>{' '.join(report.notes)}</sub>"
+        return report_panel(pipeline.turn_log, experiments.book, name)
 
     def dashboard(conversations_per_day: float, experiment: str | None) -> tuple:
         """Latency percentiles, cost per turn and the emotion mix from the turn log, with a monthly projection;
         ratings and comments; the chosen experiment's report. A turn store that is down is said, not raised."""
         log_ = pipeline.turn_log
-        choices = experiment_choices()
-        chosen = experiment if experiment in choices else (
-            experiments.experiment.name if experiments.experiment else (choices[0] if choices else None))
+        choices, chosen = experiment_choices(experiments.book, log_, experiment)
         try:
             latency = log_.latency_percentiles("1min")
             latency_long = latency.melt(id_vars=["bucket", "turns"], var_name="measure", value_name="seconds")

@@ -10,6 +10,8 @@ import pandas as pd
 
 from core.analytics import TurnLog
 
+COMMENT_PROMPTS = {"up": "What was good about this answer? (optional)", "down": "What was wrong? (optional)"}
+"""The comment box's label after a thumbs up or down."""
 REPLY_PREVIEW_CHARS = 120
 """How much of each rated answer the dashboard's table shows."""
 

@@ -162,12 +162,20 @@ class ExperimentRunner:
 # -- reading the file ---------------------------------------------------------------------------------------------
 
 
-def _parse_file(raw: Any, where: str) -> dict[str, Experiment]:
-    if not isinstance(raw, dict) or not isinstance(raw.get("experiments"), list):
-        raise ConfigError(f"{where}: expected an object with an \"experiments\" list")
-    unknown = set(raw) - {"experiments", "notes"}
+def _object(item: Any, where: str, keys: set[str]) -> dict[str, Any]:
+    """``item`` checked to be a JSON object with no keys but ``keys``."""
+    if not isinstance(item, dict):
+        raise ConfigError(f"{where}: expected an object")
+    unknown = set(item) - keys
     if unknown:
         raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    return item
+
+
+def _parse_file(raw: Any, where: str) -> dict[str, Experiment]:
+    raw = _object(raw, where, {"experiments", "notes"})
+    if not isinstance(raw.get("experiments"), list):
+        raise ConfigError(f"{where}: expected an \"experiments\" list")
     experiments: dict[str, Experiment] = {}
     for index, item in enumerate(raw["experiments"]):
         experiment = _parse_experiment(item, f"{where}: experiments[{index}]")
@@ -178,11 +186,7 @@ def _parse_file(raw: Any, where: str) -> dict[str, Experiment]:
 
 
 def _parse_experiment(item: Any, where: str) -> Experiment:
-    if not isinstance(item, dict):
-        raise ConfigError(f"{where}: expected an object")
-    unknown = set(item) - {"name", "description", "running", "variants"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    item = _object(item, where, {"name", "description", "running", "variants"})
     name = _name(item.get("name"), where)
     if not isinstance(item.get("running", False), bool):
         raise ConfigError(f"{where} ({name}): \"running\" must be true or false")
@@ -197,11 +201,7 @@ def _parse_experiment(item: Any, where: str) -> Experiment:
 
 
 def _parse_variant(item: Any, where: str) -> Variant:
-    if not isinstance(item, dict):
-        raise ConfigError(f"{where}: expected an object")
-    unknown = set(item) - {"name", "weight", "options", "description"}
-    if unknown:
-        raise ConfigError(f"{where}: unknown keys {sorted(unknown)}")
+    item = _object(item, where, {"name", "weight", "options", "description"})
     name = _name(item.get("name"), where)
     weight = item.get("weight", 1)
     if isinstance(weight, bool) or not isinstance(weight, int | float) or not weight > 0:

@@ -21,6 +21,7 @@ from scipy import stats
 
 from core.errors import ConfigError
 from core.experiments import Experiment, ExperimentBook
+from core.turnstore import StoreUnavailable
 
 if TYPE_CHECKING:
     from core.analytics import TurnLog
@@ -335,3 +336,30 @@ def experiment_report(turn_log: TurnLog, book: ExperimentBook, name: str) -> Exp
         raise ConfigError(f"No experiment named {name!r} (known: {known})")
     experiment = book.experiments.get(name, name)
     return build_report(experiment, turn_log.experiment_turns(name), turn_log.experiment_sessions(name))
+
+
+def experiment_choices(book: ExperimentBook, turn_log: TurnLog, wanted: str | None = None
+                       ) -> tuple[list[str], str | None]:
+    """The experiments the dashboard offers (in the file, then only in the store) and which to show: ``wanted`` if
+    offered, else the running one, else the first."""
+    names = list(book.experiments)
+    try:
+        names += [n for n in turn_log.experiments_seen() if n not in names]
+    except StoreUnavailable:
+        pass  # the dashboard says the store is down
+    if wanted in names:
+        return names, wanted
+    return names, book.running.name if book.running else (names[0] if names else None)
+
+
+def report_panel(turn_log: TurnLog, book: ExperimentBook, name: str | None) -> tuple[pd.DataFrame, str]:
+    """The dashboard's table and verdict (Markdown) for an experiment; problems become the message."""
+    if not name:
+        return pd.DataFrame(), "No experiment defined yet: add one to `data/experiments.json`."
+    try:
+        report = experiment_report(turn_log, book, name)
+    except ConfigError as exc:
+        return pd.DataFrame(), f"⚠️ {exc.user_message()}"
+    except StoreUnavailable as exc:
+        return pd.DataFrame(), f"⚠️ {exc}"
+    return report.table(), f"**Verdict:** {report.verdict}\n\n<sub>{' '.join(report.notes)}</sub>"
