@@ -194,3 +194,14 @@ def test_a_database_lost_mid_run_keeps_the_turns_of_the_outage(postgres: Postgre
 
 def test_store_config_defaults_keep_the_log_next_to_the_cache():
     assert StoreConfig().sqlite_path == Path(PROJECT_ROOT) / ".cache" / "turns.sqlite"
+
+
+def test_a_write_the_database_rejects_is_dropped_without_failing_the_turn(make_store, caplog):
+    log = TurnLog(make_store())
+    log.record_turn("s", asked(), turn(0.3), turn_key="dup")
+    nameless = asked()
+    object.__setattr__(nameless, "text", None)  # a bug upstream: the question is NOT NULL, the database refuses
+    costs = log.record_turn("s", nameless, turn(0.3), turn_key="bad")
+    assert costs and log.store.outbox.pending == 0 and log.store.outbox.dropped == 1
+    assert "rejected turn bad" in caplog.text
+    assert [r["turn_key"] for r in log.export_rows()] == ["dup"]

@@ -19,6 +19,8 @@ from typing import Any, Protocol
 from sqlalchemy.exc import DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.exc import TimeoutError as PoolTimeoutError
 
+from core.errors import InputError
+
 log = logging.getLogger(__name__)
 
 CAPACITY = 10_000
@@ -82,8 +84,9 @@ class Outbox:
     def submit(self, write: Write) -> bool:
         """Store ``write`` now if the database is healthy, else queue it; True when it was stored now.
 
-        Raises only what ``apply`` raises for a write the database rejects (see ``apply``'s own errors), never
-        for an unreachable database.
+        Raises only ``InputError`` (the write names something that does not exist, e.g. feedback on an unknown
+        turn); any other failure is logged: an unreachable database keeps the write for later, a write the database
+        rejects is dropped (a bug must not fail the user's turn).
         """
         with self._lock:
             queued = bool(self._pending)
@@ -99,6 +102,12 @@ class Outbox:
             with self._lock:
                 self._pending.appendleft(write)  # keeps it ahead of writes queued meanwhile
             self._start_retrying()
+            return False
+        except InputError:
+            raise
+        except Exception:  # noqa: BLE001 - best effort: the turn goes on without this write
+            self.dropped += 1
+            log.exception("turn store rejected %s; dropping it", write.describe())
             return False
         return True
 
