@@ -6,6 +6,7 @@ store a real PostgreSQL database."""
 from __future__ import annotations
 
 import json
+import threading
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -18,6 +19,7 @@ from core.config import load_config
 from core.experiments import ExperimentBook, ExperimentRunner
 from core.pipeline import Pipeline
 from core.turnstore import PostgresStore
+from core.types import ReplyDelta, TurnComplete
 from tests.browser import chromium, serve_blocks  # noqa: F401 - chromium is a fixture
 from tests.fake_databricks import FAKE_TOKEN, FakeServingServer
 from tests.postgres import PostgresServer
@@ -30,7 +32,8 @@ EXPERIMENT = {"name": "brevity", "running": True, "variants": [
 
 
 @pytest.fixture(scope="module")
-def served(postgres: PostgresServer, tmp_path_factory) -> Iterator[tuple[str, Pipeline, ExperimentRunner]]:
+def served(postgres: PostgresServer, tmp_path_factory
+           ) -> Iterator[tuple[str, Pipeline, ExperimentRunner, FakeServingServer]]:
     """The app on a Databricks-LLM pipeline with a PostgreSQL turn store and a running two-variant experiment."""
     folder = tmp_path_factory.mktemp("feedback-app")
     (folder / "experiments.json").write_text(json.dumps({"experiments": [EXPERIMENT]}))
@@ -45,11 +48,11 @@ def served(postgres: PostgresServer, tmp_path_factory) -> Iterator[tuple[str, Pi
         pipeline = Pipeline(config)
         experiments = ExperimentRunner(ExperimentBook.load(config.experiments), pipeline.turn_log)
         with serve_blocks(build_app(pipeline, experiments)) as app_url:
-            yield app_url, pipeline, experiments
+            yield app_url, pipeline, experiments, workspace
 
 
 def test_ask_returns_the_turn_key_and_variant_and_feedback_rates_it(served):
-    url, pipeline, experiments = served
+    url, pipeline, experiments, _ = served
     client = Client(url, verbose=False)
     _text, _audio, _lipsync, details = client.predict("What can you do?", None, api_name="/ask")
     assert len(details["turn_key"]) == 32 and details["experiment"] == "brevity"
@@ -70,7 +73,7 @@ def test_ask_returns_the_turn_key_and_variant_and_feedback_rates_it(served):
 
 
 def test_the_chat_thumbs_and_comment_store_a_rating_and_the_dashboard_shows_it(served, chromium, artifacts):  # noqa: F811
-    url, pipeline, _ = served
+    url, pipeline, _, _ = served
     page = chromium.new_page(viewport={"width": 1280, "height": 1000})
     page.goto(url)
     page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=60_000)
@@ -100,7 +103,7 @@ def test_the_chat_thumbs_and_comment_store_a_rating_and_the_dashboard_shows_it(s
 
 
 def test_a_turn_store_down_when_the_app_starts_fails_no_turn(served, postgres: PostgresServer, tmp_path: Path):
-    _, pipeline, experiments = served
+    _, pipeline, experiments, _ = served
     database = postgres.create_database()
     down = TurnLog(PostgresStore(postgres.url(database), connect_timeout_s=1))
     postgres.stop()
@@ -119,3 +122,36 @@ def test_a_turn_store_down_when_the_app_starts_fails_no_turn(served, postgres: P
     assert down.store.outbox.wait_empty(RETRY_WAIT_S)
     rows = down.export_rows()
     assert [(r["turn_key"], r["rating"]) for r in rows] == [(details["turn_key"], 1)]
+
+
+def test_a_turn_store_lost_mid_turn_fails_no_turn(served, postgres: PostgresServer):
+    _, pipeline, _, workspace = served
+    log = TurnLog(PostgresStore(postgres.url(postgres.create_database()), connect_timeout_s=1))
+    assert log.store.connect()
+    pipeline.__dict__["turn_log"], original = log, pipeline.turn_log
+    workspace.fake.hold_after_first = threading.Event()  # the LLM stops after its first words...
+    speaking = threading.Event()
+    events: list = []
+
+    def turn() -> None:
+        for event in pipeline.run_turn([], text="Tell me about the avatar.", session_id="mid-turn"):
+            events.append(event)
+            if isinstance(event, ReplyDelta):
+                speaking.set()
+
+    runner = threading.Thread(target=turn)
+    try:
+        runner.start()
+        assert speaking.wait(60)
+        postgres.stop()  # ...the database goes away while the turn is under way...
+        workspace.fake.hold_after_first.set()  # ...and the turn finishes
+        runner.join(120)
+        done = events[-1]
+        assert isinstance(done, TurnComplete) and done.reply.text and done.costs_usd["actual"] >= 0
+        assert log.store.outbox.pending == 1
+    finally:
+        workspace.fake.hold_after_first = None
+        postgres.start()
+        pipeline.__dict__["turn_log"] = original
+    assert log.store.outbox.wait_empty(RETRY_WAIT_S)
+    assert [r["turn_key"] for r in log.export_rows()] == [done.turn_key]
