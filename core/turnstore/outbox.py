@@ -43,8 +43,6 @@ UNREACHABLE = (StoreUnavailable, OperationalError, InterfaceError, Disconnection
 class Write(Protocol):
     """One unit of work for the database, applied in one transaction; applying it twice must change nothing."""
 
-    key: str
-
     def describe(self) -> str:
         """What it stores, for log lines (e.g. "turn 3f2a… of session abc")."""
 
@@ -75,11 +73,6 @@ class Outbox:
         """Writes waiting for the database."""
         with self._lock:
             return len(self._pending)
-
-    def holds(self, key: str) -> bool:
-        """Whether a write with this key is waiting."""
-        with self._lock:
-            return any(w.key == key for w in self._pending)
 
     def submit(self, write: Write) -> bool:
         """Store ``write`` now if the database is healthy, else queue it; True when it was stored now.

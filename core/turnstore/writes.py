@@ -4,7 +4,7 @@ so a retry after a lost acknowledgement stores nothing twice."""
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import Connection, delete, select
@@ -57,10 +57,6 @@ class FeedbackWrite:
     rating: int | None
     ts: float
     comment: str | None = None
-    key: str = field(init=False)
-
-    def __post_init__(self) -> None:
-        object.__setattr__(self, "key", f"feedback:{self.turn_key}")
 
     def describe(self) -> str:
         return f"feedback on turn {self.turn_key[:8]}"
@@ -89,10 +85,6 @@ class AssignmentWrite:
     session_id: str
     variant: str
     ts: float
-
-    @property
-    def key(self) -> str:
-        return f"assignment:{self.experiment}:{self.session_id}"
 
     def describe(self) -> str:
         return f"assignment of session {self.session_id} to {self.experiment}/{self.variant}"
