@@ -16,7 +16,7 @@ from components.voice_input import VoiceInput, read_utterance
 from core.config import AppConfig, load_config
 from core.errors import PipelineError
 from core.experiments import ExperimentBook, ExperimentRunner
-from core.experiments.report import experiment_choices, report_panel
+from core.experiments.report import experiment_choices, experiment_report, report_panel
 from core.feedback import COMMENT_PROMPTS, AnswerKeys, feedback_markdown, rating_of, recent_feedback_table
 from core.pipeline import Pipeline
 from core.turnstore import StoreUnavailable
@@ -256,6 +256,17 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
         return {"turn_key": turn_key.strip(), "rating": (rating or "").strip().lower() or None,
                 "comment": comment or None, "status": "stored" if stored else "queued"}
 
+    def report(name: str) -> dict:
+        """API: an experiment's report (per variant numbers with 95% intervals, the tests, the verdict) as JSON;
+        ``name`` empty: the running experiment."""
+        name = (name or "").strip() or (experiments.experiment.name if experiments.experiment else "")
+        try:
+            return experiment_report(pipeline.turn_log, experiments.book, name).to_dict()
+        except PipelineError as exc:
+            raise gr.Error(exc.user_message()) from exc
+        except StoreUnavailable as exc:
+            raise gr.Error(str(exc)) from exc
+
     def rate(evt: gr.LikeData, request: gr.Request) -> tuple:
         """Thumbs up or down under an answer in the chat: store it, and offer a comment box for that answer."""
         session_id = session_of(request)
@@ -404,6 +415,8 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
         feedback_inputs = [gr.Textbox(visible=False, label="turn_key"), gr.Textbox(visible=False, label="rating"),
                            gr.Textbox(visible=False, label="comment")]
         gr.Button(visible=False).click(feedback, feedback_inputs, gr.JSON(visible=False), api_name="feedback")
+        gr.Button(visible=False).click(report, gr.Textbox(visible=False, label="experiment"), gr.JSON(visible=False),
+                                       api_name="experiment_report")
         demo.load(status_markdown, None, status_box, api_visibility="private")
         demo.unload(forget_session)
     return demo

@@ -70,6 +70,12 @@ def test_ask_returns_the_turn_key_and_variant_and_feedback_rates_it(served):
     assert rows[details["turn_key"]]["variant"] == details["variant"]
     sessions = pipeline.turn_log.experiment_sessions("brevity")
     assert len(sessions) >= 1 and details["variant"] in set(sessions["variant"])
+    report = client.predict("", api_name="/experiment_report")  # empty: the running experiment
+    assert report["experiment"] == "brevity" and report["verdict"].startswith("No winner yet")
+    mine = next(v for v in report["variants"] if v["name"] == details["variant"])
+    assert mine["turns"] >= 2 and mine["ratings"] >= 1
+    with pytest.raises(Exception, match="No experiment named 'nope'"):
+        client.predict("nope", api_name="/experiment_report")
 
 
 def test_the_chat_thumbs_and_comment_store_a_rating_and_the_dashboard_shows_it(served, chromium, artifacts):  # noqa: F811

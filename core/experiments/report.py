@@ -121,11 +121,11 @@ class ExperimentReport:
         return pd.DataFrame(rows)
 
     def to_dict(self) -> dict[str, Any]:
-        """The report as JSON-ready data (no per-turn samples)."""
+        """The report as JSON-ready data (no per-turn samples; NaN, where there is no data, as None)."""
         data = asdict(self)
         for variant in data["variants"]:
             variant.pop("samples")
-        return {**data, "verdict": self.verdict}
+        return _no_nan({**data, "verdict": self.verdict})
 
     def to_text(self) -> str:
         """The report as the command prints it."""
@@ -311,6 +311,17 @@ def _verdict(variant: str, control: str, tests: Sequence[MetricTest]) -> str:
 
 def _join(words: Sequence[str]) -> str:
     return words[0] if len(words) == 1 else ", ".join(words[:-1]) + " or " + words[-1]
+
+
+def _no_nan(value: Any) -> Any:
+    """JSON has no NaN: replace it with None throughout."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _no_nan(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_no_nan(v) for v in value]
+    return value
 
 
 def _percent(x: float) -> str:
