@@ -56,7 +56,7 @@ def test_the_staged_app_fits_databricks_apps(staged):
     assert not any(n.startswith(("tests/", "bench/", ".ci/")) or n.endswith((".gguf", ".bin", ".onnx"))
                    for n in names)
     pins = requirements(staged / "requirements.txt")
-    assert not set(pins) & set(NEVER_ON_DATABRICKS)
+    assert not [name for name in pins if name.startswith(NEVER_ON_DATABRICKS)]
     assert {"sqlalchemy", "psycopg", "databricks-sdk", "gradio"} <= set(pins)
     local = requirements(PROJECT_ROOT / "requirements.txt")
     shared = set(pins) & set(local) - {"torch"}
