@@ -7,10 +7,6 @@ from __future__ import annotations
 
 import os
 import re
-import subprocess
-import sys
-import time
-import urllib.request
 from pathlib import Path
 
 import pytest
@@ -19,6 +15,7 @@ from databricks.sdk.service.apps import AppResource
 from gradio_client import Client
 
 from core.config import PROJECT_ROOT
+from scripts.app_process import start_app, stop_app
 from scripts.databricks_app import MAX_FILE_BYTES, stage
 from tests.fake_databricks import FakeServingServer
 from tests.postgres import PostgresServer
@@ -106,31 +103,6 @@ def app_environment(workspace: FakeServingServer, postgres: PostgresServer, data
     return env
 
 
-def start_app(folder: Path, env: dict, log: Path) -> subprocess.Popen:
-    process = subprocess.Popen([sys.executable, "app.py"], cwd=folder, env=env, stdout=log.open("ab"),
-                               stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise AssertionError(f"the app exited with {process.returncode}:\n{log.read_text()[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{APP_PORT}/", timeout=2):
-                return process
-        except OSError:
-            time.sleep(1)
-    process.kill()
-    raise AssertionError(f"the app did not start in {START_TIMEOUT_S} s:\n{log.read_text()[-3000:]}")
-
-
-def stop_app(process: subprocess.Popen) -> None:
-    process.terminate()
-    try:
-        process.wait(timeout=30)
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-
-
 @pytest.mark.slow
 def test_the_staged_app_runs_like_on_databricks_and_a_restart_forgets_nothing(staged, postgres, tmp_path):
     database = postgres.create_database()
@@ -142,7 +114,7 @@ def test_the_staged_app_runs_like_on_databricks_and_a_restart_forgets_nothing(st
         keys = []
         for run in range(2):  # a redeploy: a new process, a new (empty) local disk
             env = app_environment(workspace, postgres, database, tmp_path / f"disk-{run}")
-            app = start_app(staged, env, log)
+            app = start_app(staged, env, APP_PORT, log, START_TIMEOUT_S)
             try:
                 client = Client(f"http://127.0.0.1:{APP_PORT}/", verbose=False)
                 text, _audio, _lipsync, details = client.predict(f"Question number {run + 1}: who are you?", None,

@@ -16,11 +16,9 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import subprocess
 import sys
 import tempfile
 import time
-import urllib.request
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -33,6 +31,7 @@ from core.analytics import TurnLog  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.experiments import ExperimentBook  # noqa: E402
 from core.experiments.report import experiment_report  # noqa: E402
+from scripts.app_process import start_app, stop_app  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
 QUESTIONS = [json.loads(line) for line in (ROOT / "data" / "llm_grounding_eval.jsonl").read_text().splitlines()
@@ -46,22 +45,6 @@ def rate(answer: str, facts: list[list[str]]) -> tuple[str, str]:
     text = answer.lower()
     missing = [alternatives[0] for alternatives in facts if not any(a in text for a in alternatives)]
     return ("down", "missing: " + ", ".join(missing)) if missing else ("up", "")
-
-
-def start_app(env: dict[str, str], log: Path) -> subprocess.Popen:
-    app = subprocess.Popen([sys.executable, "app.py"], cwd=ROOT, env=env, stdout=log.open("w"),
-                           stderr=subprocess.STDOUT)
-    deadline = time.monotonic() + START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if app.poll() is not None:
-            raise SystemExit(f"the app exited with {app.returncode}; see {log}")
-        try:
-            with urllib.request.urlopen(f"http://127.0.0.1:{PORT}/", timeout=2):
-                return app
-        except OSError:
-            time.sleep(1)
-    app.kill()
-    raise SystemExit(f"the app did not start in {START_TIMEOUT_S} s; see {log}")
 
 
 def main() -> None:
@@ -79,7 +62,7 @@ def main() -> None:
     env = {**{k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_", "DATABRICKS_", "OPENAI_"))},
            **store_env, "AVATAR_EXPERIMENT": args.experiment, "AVATAR_RESPONSE_CACHE": "0",
            "GRADIO_SERVER_PORT": str(PORT), "HF_HUB_OFFLINE": "1"}
-    app = start_app(env, work / "app.log")
+    app = start_app(ROOT, env, PORT, work / "app.log", START_TIMEOUT_S)
     started = time.time()
     try:
         for session in range(args.sessions):
@@ -93,8 +76,7 @@ def main() -> None:
                       f"{details['timings_s'].get('first_audio_s', float('nan')):.2f} s  {question['question']}")
             client.close()
     finally:
-        app.terminate()
-        app.wait(timeout=60)
+        stop_app(app)
     minutes = (time.time() - started) / 60
 
     config = load_config(env)
