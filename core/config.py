@@ -92,6 +92,32 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the turn log, feedback and experiment assignments are kept (see ``core.turnstore``)."""
+
+    backend: str = "auto"  # auto (postgres when DATABASE_URL or PGHOST is set, else sqlite) | sqlite | postgres
+    sqlite_path: Path = PROJECT_ROOT / ".cache" / "turns.sqlite"
+    database_url: str = ""  # postgresql://user:password@host:5432/db?sslmode=require
+    pg_host: str = ""  # PG* variables: what Databricks Apps inject for a Lakebase database resource
+    pg_port: int = 5432
+    pg_database: str = ""
+    pg_user: str = ""
+    pg_password: str = ""  # empty on Databricks Apps: the app's OAuth token is the password
+    pg_sslmode: str = ""
+    pg_appname: str = ""
+    lakebase_instance: str = ""  # set: passwords come from the SDK's database-credential call for this instance
+    connect_timeout_s: float = 5.0  # a database that does not answer within this delays one turn at most once
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Which A/B experiment runs (definitions live in a data file, see ``core.experiments``)."""
+
+    file: Path = DATA_DIR / "experiments.json"
+    name: str = ""  # run this experiment, whatever the file says; "none" runs none; "" = the file's running one
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole configuration."""
 
@@ -101,6 +127,8 @@ class AppConfig:
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
     lipsync: LipsyncConfig = field(default_factory=LipsyncConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    experiments: ExperimentConfig = field(default_factory=ExperimentConfig)
     max_text_chars: int = 500
     streaming: bool = True  # speak each clause as soon as it is written (False: wait for the whole reply)
     response_cache: bool = True  # replay stored replies to repeated self-contained questions
@@ -202,6 +230,25 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         ),
         cache_similarity=_get_float(env, "AVATAR_CACHE_SIMILARITY", RetrievalConfig.cache_similarity),
     )
+    cache_dir = Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir)))
+    store = StoreConfig(
+        backend=_get(env, "AVATAR_TURN_STORE", StoreConfig.backend),
+        sqlite_path=Path(_get(env, "AVATAR_TURN_STORE_PATH", str(cache_dir / "turns.sqlite"))),
+        database_url=_get(env, "DATABASE_URL", ""),
+        pg_host=_get(env, "PGHOST", ""),
+        pg_port=_get_int(env, "PGPORT", StoreConfig.pg_port),
+        pg_database=_get(env, "PGDATABASE", ""),
+        pg_user=_get(env, "PGUSER", ""),
+        pg_password=_get(env, "PGPASSWORD", ""),
+        pg_sslmode=_get(env, "PGSSLMODE", ""),
+        pg_appname=_get(env, "PGAPPNAME", ""),
+        lakebase_instance=_get(env, "AVATAR_LAKEBASE_INSTANCE", ""),
+        connect_timeout_s=_get_float(env, "AVATAR_DB_CONNECT_TIMEOUT_S", StoreConfig.connect_timeout_s),
+    )
+    experiments = ExperimentConfig(
+        file=Path(_get(env, "AVATAR_EXPERIMENTS_FILE", str(ExperimentConfig.file))),
+        name=_get(env, "AVATAR_EXPERIMENT", ""),
+    )
     port = _get_int(env, "DATABRICKS_APP_PORT", _get_int(env, "GRADIO_SERVER_PORT", AppConfig.port))
     return AppConfig(
         llm=llm,
@@ -210,11 +257,13 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         emotion=emotion,
         lipsync=lipsync,
         retrieval=retrieval,
+        store=store,
+        experiments=experiments,
         max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
         streaming=_get_bool(env, "AVATAR_STREAMING", AppConfig.streaming),
         response_cache=_get_bool(env, "AVATAR_RESPONSE_CACHE", AppConfig.response_cache),
         torch_threads=_get_int(env, "AVATAR_TORCH_THREADS", AppConfig.torch_threads),
-        cache_dir=Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir))),
+        cache_dir=cache_dir,
         host=_get(env, "GRADIO_SERVER_NAME", "0.0.0.0" if "DATABRICKS_APP_PORT" in env else AppConfig.host),
         port=port,
     )

@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.analytics import TurnLog
+from core.analytics import TurnLog, new_turn_key
 from core.asr import ASRBackend, create_asr
 from core.audio import load_audio
 from core.backend import BackendStatus, StageBackend
@@ -217,7 +217,7 @@ class Pipeline:
 
     @functools.cached_property
     def turn_log(self) -> TurnLog:
-        """Every turn with its latencies, usage, cost and emotions (SQLite under the cache folder)."""
+        """Every turn with its latencies, usage, cost, emotions and rating (the configured turn store)."""
         return TurnLog.for_config(self.config)
 
     @functools.cached_property
@@ -292,16 +292,20 @@ class Pipeline:
             BackendError: a stage failed.
         """
         user: UserTurn | None = None
+        turn_key = new_turn_key()
         try:
             for event in self._turn_events(history, text, audio_path, cancel, self.setup(options)):
                 if isinstance(event, UserTurn):
                     user = event
                 elif isinstance(event, TurnComplete) and user is not None:
-                    costs = self.turn_log.record_turn(session_id, user, event, router=event.reply.route or None)
-                    event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()})
+                    costs = self.turn_log.record_turn(session_id, user, event, router=event.reply.route or None,
+                                                      turn_key=turn_key, options=options)
+                    event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()},
+                                    turn_key=turn_key)
                 yield event
         except PipelineError as exc:
-            self.turn_log.record_error(session_id, user.text if user else (text or ""), exc, user=user)
+            self.turn_log.record_error(session_id, user.text if user else (text or ""), exc, user=user,
+                                       turn_key=turn_key, options=options)
             raise
 
     def _turn_events(
