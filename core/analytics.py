@@ -1,18 +1,19 @@
-"""The turn log: every turn's latencies, usage, cost per preset, backends, emotions and errors in SQLite, aggregated.
+"""The turn log: every turn's latencies, usage, cost per preset, backends, emotions, errors, experiment variant and
+user rating, kept in the turn store (SQLite or PostgreSQL, ``core.turnstore``) and aggregated for the dashboard.
 
-Three tables (documented column by column in ``docs/turn_log_schema.md``): ``turns`` (one row per turn, errors
-included), ``turn_timings`` (one row per key of the turn's ``timings_s``) and ``turn_costs`` (one row per preset).
-Every call opens its own connection and writes hold a lock, so one ``TurnLog`` can be shared by UI threads.
+Tables (documented column by column in ``docs/turn_log_schema.md``): ``turns`` (one row per turn, errors included),
+``turn_timings`` (one row per key of the turn's ``timings_s``), ``turn_costs`` (one row per preset), ``feedback``
+(a turn's thumbs up or down and comment) and ``assignments`` (a session's variant in an experiment). Writing never
+fails a turn: while the database is unreachable, writes wait in memory and are retried. One ``TurnLog`` can be
+shared by UI threads.
 """
 
 from __future__ import annotations
 
 import logging
-import sqlite3
-import threading
 import time
+import uuid
 from collections.abc import Iterable, Mapping, Sequence
-from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -21,94 +22,56 @@ import pandas as pd
 
 from core.config import AppConfig
 from core.costs import COMPONENTS, CostBreakdown, PriceTable, costs_by_preset, monthly_projection, usage_from_turn
-from core.errors import PipelineError
-from core.storage import transaction
-from core.types import EMOTION_LABELS, Emotion, TurnComplete, UserTurn
+from core.errors import InputError, PipelineError
+from core.turnstore import AssignmentWrite, FeedbackWrite, SQLiteStore, TurnStore, TurnWrite, create_store
+from core.types import EMOTION_LABELS, Emotion, TurnComplete, TurnOptions, UserTurn
 
 log = logging.getLogger(__name__)
 
 TURN_LOG_FILE = "turns.sqlite"
-SCHEMA_VERSION = 1
 DEFAULT_CONVERSATIONS_PER_DAY = 100
 DEFAULT_TURNS_PER_CONVERSATION = 5
 
-_COST_COLUMNS = ", ".join(f"{component}_usd REAL NOT NULL" for component in COMPONENTS)
-SCHEMA = f"""
-CREATE TABLE IF NOT EXISTS turns (
-    id INTEGER PRIMARY KEY AUTOINCREMENT,
-    ts REAL NOT NULL,
-    session_id TEXT NOT NULL,
-    question TEXT NOT NULL,
-    reply TEXT,
-    error TEXT,
-    cache_hit INTEGER NOT NULL,
-    router TEXT,
-    llm_backend TEXT,
-    llm_model TEXT,
-    tts_backend TEXT,
-    asr_backend TEXT,
-    retrieval_backend TEXT,
-    prompt_tokens INTEGER NOT NULL,
-    completion_tokens INTEGER NOT NULL,
-    tts_characters INTEGER NOT NULL,
-    asr_audio_s REAL NOT NULL,
-    retrieval_queries INTEGER NOT NULL,
-    user_emotion TEXT,
-    user_emotion_score REAL,
-    reply_emotion TEXT,
-    reply_emotion_score REAL
-);
-CREATE INDEX IF NOT EXISTS turns_by_time ON turns (ts);
-CREATE INDEX IF NOT EXISTS turns_by_session ON turns (session_id, ts);
-CREATE TABLE IF NOT EXISTS turn_timings (
-    turn_id INTEGER NOT NULL REFERENCES turns (id),
-    name TEXT NOT NULL,
-    seconds REAL NOT NULL,
-    PRIMARY KEY (turn_id, name)
-);
-CREATE TABLE IF NOT EXISTS turn_costs (
-    turn_id INTEGER NOT NULL REFERENCES turns (id),
-    preset TEXT NOT NULL,
-    {_COST_COLUMNS},
-    total_usd REAL NOT NULL,
-    usage_usd REAL NOT NULL,
-    hourly_usd REAL NOT NULL,
-    turns_per_hour REAL NOT NULL,
-    saved_usd REAL NOT NULL,
-    unpriced TEXT NOT NULL,
-    PRIMARY KEY (turn_id, preset)
-);
-"""
 UNPRICED_SEPARATOR = "; "
+
+
+RATINGS = {"up": 1, "down": -1}
+"""A thumbs up or down as stored in ``feedback.rating``."""
+MAX_COMMENT_CHARS = 2000
+RECENT_FEEDBACK = 20
+"""How many of the latest rated turns the dashboard lists."""
+
+
+def new_turn_key() -> str:
+    """A key for a turn that is unique across every instance writing to one store."""
+    return uuid.uuid4().hex
 
 
 def _emotion(emotion: Emotion | None) -> tuple[str | None, float | None]:
     return (emotion.label, emotion.confidence) if emotion else (None, None)
 
 
+def _assignment(options: TurnOptions | None) -> dict[str, str | None]:
+    return {"experiment": (options.experiment or None) if options else None,
+            "variant": (options.variant or None) if options else None}
+
+
 class TurnLog:
-    """An embedded SQLite store of turns, with the aggregations the dashboard shows.
+    """Turns, ratings and experiment assignments in a turn store, with the aggregations the dashboard shows.
 
     Responsibilities: record finished and failed turns (pricing each finished one under every preset of the price
-    table), export flat rows for a warehouse, and aggregate latencies, costs and emotions into DataFrames.
+    table), users' ratings and sessions' experiment variants; export flat rows for a warehouse; aggregate latencies,
+    costs, emotions and ratings into DataFrames. Reads raise ``StoreUnavailable`` while the database is down.
     """
 
-    def __init__(self, path: str | Path, prices: PriceTable | None = None) -> None:
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+    def __init__(self, store: TurnStore | str | Path, prices: PriceTable | None = None) -> None:
+        self.store = store if isinstance(store, TurnStore) else SQLiteStore(store)
         self.prices = prices or PriceTable.load()
-        self._lock = threading.Lock()
-        with self._connection() as conn:
-            conn.executescript(SCHEMA)
-            conn.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     @classmethod
     def for_config(cls, config: AppConfig, prices: PriceTable | None = None) -> TurnLog:
-        """The log at ``<cache_dir>/turns.sqlite``."""
-        return cls(config.cache_dir / TURN_LOG_FILE, prices)
-
-    def _connection(self) -> AbstractContextManager[sqlite3.Connection]:
-        return transaction(self.path)
+        """The log in the configured store (``AVATAR_TURN_STORE``; by default ``<cache_dir>/turns.sqlite``)."""
+        return cls(create_store(config.store), prices)
 
     # -- writing ----------------------------------------------------------------------------------------------
 
@@ -120,9 +83,12 @@ class TurnLog:
         *,
         router: str | None = None,
         timestamp: float | None = None,
+        turn_key: str | None = None,
+        options: TurnOptions | None = None,
     ) -> dict[str, CostBreakdown]:
         """Store a finished turn with its cost under every preset; returns those costs by preset name.
 
+        ``turn_key`` (new when None) names the turn for feedback; ``options`` carry its experiment and variant.
         The spoken question's audio length and ASR backend come from ``user.transcript`` when the pipeline records
         no "asr" StageMetrics.
         """
@@ -134,6 +100,7 @@ class TurnLog:
         )
         costs = costs_by_preset(usage, self.prices)
         row = {
+            "turn_key": turn_key or new_turn_key(),
             "ts": time.time() if timestamp is None else timestamp,
             "session_id": session_id,
             "question": user.text,
@@ -151,6 +118,7 @@ class TurnLog:
             "tts_characters": usage.tts_characters,
             "asr_audio_s": usage.asr_audio_s,
             "retrieval_queries": usage.retrieval_queries,
+            **_assignment(options),
         }
         row["user_emotion"], row["user_emotion_score"] = _emotion(user.emotion)
         row["reply_emotion"], row["reply_emotion_score"] = _emotion(done.emotion)
@@ -167,11 +135,14 @@ class TurnLog:
         timings_s: Mapping[str, float] | None = None,
         router: str | None = None,
         timestamp: float | None = None,
-    ) -> int:
-        """Store a turn that failed (no reply, no cost); returns its row id."""
+        turn_key: str | None = None,
+        options: TurnOptions | None = None,
+    ) -> str:
+        """Store a turn that failed (no reply, no cost); returns its turn key."""
         message = error.user_message() if isinstance(error, PipelineError) else str(error)
         transcript = user.transcript if user else None
         row = {
+            "turn_key": turn_key or new_turn_key(),
             "ts": time.time() if timestamp is None else timestamp,
             "session_id": session_id,
             "question": question,
@@ -191,49 +162,65 @@ class TurnLog:
             "retrieval_queries": 0,
             "reply_emotion": None,
             "reply_emotion_score": None,
+            **_assignment(options),
         }
         row["user_emotion"], row["user_emotion_score"] = _emotion(user.emotion if user else None)
         return self._insert(row, timings_s or {}, ())
 
-    def _insert(self, row: Mapping[str, Any], timings_s: Mapping[str, float], costs: Iterable[CostBreakdown]) -> int:
-        columns = ", ".join(row)
-        marks = ", ".join("?" for _ in row)
-        cost_columns = ["turn_id", "preset", *(f"{c}_usd" for c in COMPONENTS), "total_usd", "usage_usd",
-                        "hourly_usd", "turns_per_hour", "saved_usd", "unpriced"]
-        with self._lock, self._connection() as conn:
-            turn_id = conn.execute(f"INSERT INTO turns ({columns}) VALUES ({marks})", tuple(row.values())).lastrowid
-            conn.executemany(
-                "INSERT INTO turn_timings (turn_id, name, seconds) VALUES (?, ?, ?)",
-                [(turn_id, name, float(seconds)) for name, seconds in timings_s.items()],
-            )
-            conn.executemany(
-                f"INSERT INTO turn_costs ({', '.join(cost_columns)}) VALUES ({', '.join('?' for _ in cost_columns)})",
-                [
-                    (turn_id, c.preset, *c.components().values(), c.total_usd, c.usage_usd, c.hourly_usd,
-                     c.turns_per_hour, c.saved_usd, UNPRICED_SEPARATOR.join(c.unpriced))
-                    for c in costs
-                ],
-            )
-        log.debug("turn %s logged for session %s", turn_id, row["session_id"])
-        return int(turn_id)
+    def _insert(self, row: Mapping[str, Any], timings_s: Mapping[str, float], costs: Iterable[CostBreakdown]) -> str:
+        cost_rows = [
+            {"preset": c.preset, **{f"{name}_usd": usd for name, usd in c.components().items()},
+             "total_usd": c.total_usd, "usage_usd": c.usage_usd, "hourly_usd": c.hourly_usd,
+             "turns_per_hour": c.turns_per_hour, "saved_usd": c.saved_usd,
+             "unpriced": UNPRICED_SEPARATOR.join(c.unpriced)}
+            for c in costs
+        ]
+        stored = self.store.write(TurnWrite(dict(row), dict(timings_s), cost_rows))
+        log.debug("turn %s of session %s %s", row["turn_key"], row["session_id"], "logged" if stored else "queued")
+        return str(row["turn_key"])
+
+    def record_feedback(self, turn_key: str, rating: str, comment: str | None = None, *, session_id: str = "",
+                        timestamp: float | None = None) -> bool:
+        """Store a user's thumbs "up" or "down" on a turn (or "" to withdraw it), with an optional comment
+        (None keeps the stored one). Returns True when stored now, False when kept until the database is back.
+
+        Raises:
+            InputError: an unknown rating, an over-long comment, or (database reachable) a turn key never logged.
+        """
+        if rating and rating not in RATINGS:
+            raise InputError(f"A rating is 'up' or 'down' (or empty to withdraw it), not {rating!r}.")
+        if comment is not None and len(comment) > MAX_COMMENT_CHARS:
+            raise InputError(f"That comment is {len(comment)} characters long; the limit is {MAX_COMMENT_CHARS}.")
+        if not turn_key or not turn_key.strip():
+            raise InputError("Say which turn the rating is for: the turn_key that /ask returned.")
+        write = FeedbackWrite(turn_key.strip(), session_id, RATINGS.get(rating),
+                              time.time() if timestamp is None else timestamp, comment)
+        return self.store.write(write)
+
+    def record_assignment(self, experiment: str, session_id: str, variant: str,
+                          timestamp: float | None = None) -> None:
+        """Remember a session's variant in an experiment (the first stored for a session stands)."""
+        self.store.write(AssignmentWrite(experiment, session_id, variant,
+                                         time.time() if timestamp is None else timestamp))
 
     # -- reading ----------------------------------------------------------------------------------------------
 
-    def _frame(self, sql: str, params: Sequence[Any] = ()) -> pd.DataFrame:
-        with self._connection() as conn:
-            return pd.read_sql_query(sql, conn, params=tuple(params))
+    def _frame(self, sql: str, params: Mapping[str, Any] | None = None) -> pd.DataFrame:
+        return self.store.frame(sql, params)
 
     @staticmethod
-    def _session_filter(session_id: str | None) -> tuple[str, tuple[Any, ...]]:
-        return ("WHERE t.session_id = ?", (session_id,)) if session_id is not None else ("", ())
+    def _session_filter(session_id: str | None) -> tuple[str, dict[str, Any]]:
+        return ("WHERE t.session_id = :session_id", {"session_id": session_id}) if session_id is not None else ("", {})
 
     def export_rows(self) -> list[dict[str, Any]]:
         """One flat dict per turn, oldest first, every row with the same keys (CSV/Parquet/Spark friendly).
 
-        Keys: every ``turns`` column, ``timestamp`` (ISO 8601, UTC), one key per timing name seen in the log (seconds,
-        None when a turn lacks it) and ``cost_<preset>_usd`` per preset seen (None for error turns).
+        Keys: every ``turns`` column, ``rating`` (1, -1 or None) and ``rating_comment``, ``timestamp`` (ISO 8601,
+        UTC), one key per timing name seen in the log (seconds, None when a turn lacks it) and ``cost_<preset>_usd``
+        per preset seen (None for error turns).
         """
-        turns = self._frame("SELECT * FROM turns ORDER BY ts, id")
+        turns = self._frame("SELECT t.*, f.rating, f.comment AS rating_comment FROM turns t "
+                            "LEFT JOIN feedback f ON f.turn_id = t.id ORDER BY t.ts, t.id")
         timings = self._frame("SELECT turn_id, name, seconds FROM turn_timings")
         costs = self._frame("SELECT turn_id, preset, total_usd FROM turn_costs")
         timing_names = sorted(timings["name"].unique())
@@ -373,3 +360,60 @@ class TurnLog:
                 "monthly_per_turn_usd": month["per_turn_usd"],
             })
         return pd.DataFrame(rows, columns=columns)
+
+    # -- ratings and experiments ------------------------------------------------------------------------------
+
+    def feedback_summary(self, session_id: str | None = None) -> pd.DataFrame:
+        """One row: ``answers`` (finished turns), ``rated``, ``up``, ``down``, ``up_rate`` (of rated; NaN when none)
+        and ``comments`` (ratings with a comment)."""
+        where, params = self._session_filter(session_id)
+        frame = self._frame(
+            f"SELECT COUNT(*) - COUNT(t.error) AS answers, COUNT(f.rating) AS rated, "
+            f"COALESCE(SUM(CASE WHEN f.rating > 0 THEN 1 ELSE 0 END), 0) AS up, "
+            f"COALESCE(SUM(CASE WHEN f.rating < 0 THEN 1 ELSE 0 END), 0) AS down, "
+            f"COALESCE(SUM(CASE WHEN f.comment <> '' THEN 1 ELSE 0 END), 0) AS comments "
+            f"FROM turns t LEFT JOIN feedback f ON f.turn_id = t.id {where}",
+            params,
+        ).astype(int)
+        frame["up_rate"] = frame["up"] / frame["rated"].where(frame["rated"] > 0)
+        return frame[["answers", "rated", "up", "down", "up_rate", "comments"]]
+
+    def recent_feedback(self, limit: int = RECENT_FEEDBACK) -> pd.DataFrame:
+        """The latest rated turns, newest first: ``rated_at`` (UTC), ``rating`` ("up"/"down"), ``comment``,
+        ``question``, ``reply``, ``experiment``, ``variant``."""
+        frame = self._frame(
+            "SELECT f.ts, f.rating, f.comment, t.question, t.reply, t.experiment, t.variant FROM feedback f "
+            "JOIN turns t ON t.id = f.turn_id ORDER BY f.ts DESC LIMIT :limit",
+            {"limit": int(limit)},
+        )
+        frame.insert(0, "rated_at", pd.to_datetime(frame.pop("ts"), unit="s", utc=True))
+        frame["rating"] = frame["rating"].map({value: name for name, value in RATINGS.items()})
+        return frame
+
+    def experiment_turns(self, experiment: str, preset: str = "actual") -> pd.DataFrame:
+        """Every turn of an experiment, oldest first: ``turn_key``, ``session_id``, ``variant``, ``error`` (bool),
+        ``first_audio_s`` and ``cost_usd`` under ``preset`` (NaN for errors), ``rating`` (1, -1 or NaN)."""
+        frame = self._frame(
+            "SELECT t.turn_key, t.session_id, t.variant, t.error IS NOT NULL AS error, tt.seconds AS first_audio_s, "
+            "c.total_usd AS cost_usd, f.rating FROM turns t "
+            "LEFT JOIN turn_timings tt ON tt.turn_id = t.id AND tt.name = 'first_audio_s' "
+            "LEFT JOIN turn_costs c ON c.turn_id = t.id AND c.preset = :preset "
+            "LEFT JOIN feedback f ON f.turn_id = t.id "
+            "WHERE t.experiment = :experiment ORDER BY t.ts, t.id",
+            {"experiment": experiment, "preset": preset},
+        )
+        frame["error"] = frame["error"].astype(bool)
+        return frame
+
+    def experiment_sessions(self, experiment: str) -> pd.DataFrame:
+        """The sessions assigned to an experiment's variants: ``session_id``, ``variant``, ``assigned_at`` (UTC)."""
+        frame = self._frame("SELECT session_id, variant, ts FROM assignments WHERE experiment = :experiment "
+                            "ORDER BY ts", {"experiment": experiment})
+        frame["assigned_at"] = pd.to_datetime(frame.pop("ts"), unit="s", utc=True)
+        return frame
+
+    def experiments_seen(self) -> list[str]:
+        """Names of the experiments with turns or assignments in the store."""
+        frame = self._frame("SELECT experiment FROM assignments UNION SELECT experiment FROM turns "
+                            "WHERE experiment IS NOT NULL")
+        return sorted(frame["experiment"].dropna())

@@ -11,6 +11,8 @@ FIRST_PIECE_MIN_WORDS = 3
 _SENTENCE_END = re.compile(r"[.!?;:…]+[\"')\]]*\s")
 _COMMA = re.compile(r",\s")
 _SPEAKABLE = re.compile(r"\w")
+_FULL_STOP = re.compile(r"[.!?…]+[\"')\]]*\s")
+_LIST_NUMBER = re.compile(r"(?:^|\n)\s*\d{1,3}\.\s$")
 _ABBREVIATION = re.compile(r"\b(?:Dr|Mr|Mrs|Ms|Prof|St|vs|etc|e\.g|i\.e|approx|No)\.\s$", re.IGNORECASE)
 
 
@@ -39,3 +41,11 @@ def split_clauses(deltas: Iterable[str]) -> Iterator[str]:
     tail = buffer.strip()
     if _SPEAKABLE.search(tail):
         yield tail
+
+
+def sentence_end(text: str, sentences: int) -> int:
+    """Index just past the end of the ``sentences``-th complete sentence of ``text`` (its full stop followed by a
+    space), or 0 when ``text`` has fewer. Abbreviations such as "e.g." and list numbers ("1. ") end no sentence."""
+    ends = [m.end() for m in _FULL_STOP.finditer(text)
+            if not _ABBREVIATION.search(text[: m.end()]) and not _LIST_NUMBER.search(text[: m.end()])]
+    return ends[sentences - 1] if sentences > 0 and len(ends) >= sentences else 0

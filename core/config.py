@@ -8,14 +8,14 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from core.errors import ConfigError
+from core.persona import NAME_FIELD, default_persona, default_system_prompt
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 DATA_DIR = PROJECT_ROOT / "data"
+DEFAULT_MODEL_DIR = PROJECT_ROOT / ".cache" / "models"
+"""Where models assembled at install time live (e.g. the local LLM joined from its part packages). Apart from
+``AVATAR_CACHE_DIR`` so that a throwaway cache (tests, benchmarks) does not assemble a gigabyte again."""
 
-DEFAULT_SYSTEM_PROMPT = (
-    "You are Ava, a friendly assistant who speaks out loud through a 3D avatar. "
-    "Answer in one to three short spoken sentences. Use plain words: no lists, no markdown, no emojis."
-)
 
 
 @dataclass(frozen=True)
@@ -23,15 +23,18 @@ class LLMConfig:
     """Which language model answers and how."""
 
     backend: str = "auto"  # auto | local | databricks | openai
-    model_path: str = ""  # explicit GGUF for the local backend
-    max_tokens: int = 96
+    local_model: str = ""  # a model of data/llm_models.json for the local backend; "" = the catalogue's default
+    model_path: str = ""  # explicit GGUF for the local backend (overrides local_model's file)
+    model_dir: Path = DEFAULT_MODEL_DIR
+    max_tokens: int = 160  # a safety cap: answers end by sentences (max_sentences), not by this
+    max_sentences: int = 3  # spoken answers stop after this many sentences
     temperature: float = 0.3  # SmolLM2-135M answers sensibly far more often at 0.3 than at 0.7 (measured)
     grounded_temperature: float = 0.0  # turns with knowledge-base passages: stick to the passage (measured)
     extractive_min_score: float = 0.3  # local model: quote the passage instead of generating at this retrieval score
     small: str = ""  # router's backend for simple questions: local, databricks[/endpoint], openai[/model]; "" = auto
     large: str = ""  # router's backend for complex questions (same forms); "" = the small one
-    system_prompt: str = DEFAULT_SYSTEM_PROMPT
-    threads: int = 1  # one core for the LLM, one for TTS of the previous clause
+    system_prompt: str = field(default_factory=default_system_prompt)
+    threads: int = 0  # CPU threads for the local LLM while it generates; 0 = its profile's (data/llm_models.json)
     databricks_endpoint: str = "databricks-meta-llama-3-1-8b-instruct"
     openai_base_url: str = ""
     openai_api_key: str = ""
@@ -90,6 +93,32 @@ class RetrievalConfig:
 
 
 @dataclass(frozen=True)
+class StoreConfig:
+    """Where the turn log, feedback and experiment assignments are kept (see ``core.turnstore``)."""
+
+    backend: str = "auto"  # auto (postgres when DATABASE_URL or PGHOST is set, else sqlite) | sqlite | postgres
+    sqlite_path: Path = PROJECT_ROOT / ".cache" / "turns.sqlite"
+    database_url: str = ""  # postgresql://user:password@host:5432/db?sslmode=require
+    pg_host: str = ""  # PG* variables: what Databricks Apps inject for a Lakebase database resource
+    pg_port: int = 5432
+    pg_database: str = ""
+    pg_user: str = ""
+    pg_password: str = ""  # empty on Databricks Apps: the app's OAuth token is the password
+    pg_sslmode: str = ""
+    pg_appname: str = ""
+    lakebase_instance: str = ""  # set: passwords come from the SDK's database-credential call for this instance
+    connect_timeout_s: float = 5.0  # a database that does not answer within this delays one turn at most once
+
+
+@dataclass(frozen=True)
+class ExperimentConfig:
+    """Which A/B experiment runs (definitions live in a data file, see ``core.experiments``)."""
+
+    file: Path = DATA_DIR / "experiments.json"
+    name: str = ""  # run this experiment, whatever the file says; "none" runs none; "" = the file's running one
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole configuration."""
 
@@ -99,6 +128,8 @@ class AppConfig:
     emotion: EmotionConfig = field(default_factory=EmotionConfig)
     lipsync: LipsyncConfig = field(default_factory=LipsyncConfig)
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
+    store: StoreConfig = field(default_factory=StoreConfig)
+    experiments: ExperimentConfig = field(default_factory=ExperimentConfig)
     max_text_chars: int = 500
     streaming: bool = True  # speak each clause as soon as it is written (False: wait for the whole reply)
     response_cache: bool = True  # replay stored replies to repeated self-contained questions
@@ -138,19 +169,30 @@ def _get_bool(env: Mapping[str, str], name: str, default: bool) -> bool:
     raise ConfigError(f"{name} must be 1/0, true/false, yes/no or on/off, got {raw!r}")
 
 
+def _system_prompt(env: Mapping[str, str]) -> str:
+    """AVATAR_SYSTEM_PROMPT (its ``{name}`` filled in), else the persona's prompt, named AVATAR_ASSISTANT_NAME."""
+    persona = default_persona()
+    name = _get(env, "AVATAR_ASSISTANT_NAME", persona.name)
+    custom = _get(env, "AVATAR_SYSTEM_PROMPT", "")
+    return custom.replace(NAME_FIELD, name) if custom else persona.system_prompt(name)
+
+
 def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
     """Build the configuration from environment variables (``os.environ`` unless ``env`` is given)."""
     env = os.environ if env is None else env
     llm = LLMConfig(
         backend=_get(env, "AVATAR_LLM", LLMConfig.backend),
+        local_model=_get(env, "AVATAR_LLM_LOCAL_MODEL", ""),
         model_path=_get(env, "AVATAR_LLM_MODEL_PATH", ""),
+        model_dir=Path(_get(env, "AVATAR_MODEL_DIR", str(DEFAULT_MODEL_DIR))),
         max_tokens=_get_int(env, "AVATAR_LLM_MAX_TOKENS", LLMConfig.max_tokens),
+        max_sentences=_get_int(env, "AVATAR_LLM_MAX_SENTENCES", LLMConfig.max_sentences),
         temperature=_get_float(env, "AVATAR_LLM_TEMPERATURE", LLMConfig.temperature),
         grounded_temperature=_get_float(env, "AVATAR_LLM_GROUNDED_TEMPERATURE", LLMConfig.grounded_temperature),
         extractive_min_score=_get_float(env, "AVATAR_LLM_EXTRACTIVE_MIN_SCORE", LLMConfig.extractive_min_score),
         small=_get(env, "AVATAR_LLM_SMALL", LLMConfig.small),
         large=_get(env, "AVATAR_LLM_LARGE", LLMConfig.large),
-        system_prompt=_get(env, "AVATAR_SYSTEM_PROMPT", DEFAULT_SYSTEM_PROMPT),
+        system_prompt=_system_prompt(env),
         threads=_get_int(env, "AVATAR_LLM_THREADS", LLMConfig.threads),
         databricks_endpoint=_get(env, "SERVING_ENDPOINT", LLMConfig.databricks_endpoint),
         openai_base_url=_get(env, "OPENAI_BASE_URL", ""),
@@ -190,6 +232,25 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         ),
         cache_similarity=_get_float(env, "AVATAR_CACHE_SIMILARITY", RetrievalConfig.cache_similarity),
     )
+    cache_dir = Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir)))
+    store = StoreConfig(
+        backend=_get(env, "AVATAR_TURN_STORE", StoreConfig.backend),
+        sqlite_path=Path(_get(env, "AVATAR_TURN_STORE_PATH", str(cache_dir / "turns.sqlite"))),
+        database_url=_get(env, "DATABASE_URL", ""),
+        pg_host=_get(env, "PGHOST", ""),
+        pg_port=_get_int(env, "PGPORT", StoreConfig.pg_port),
+        pg_database=_get(env, "PGDATABASE", ""),
+        pg_user=_get(env, "PGUSER", ""),
+        pg_password=_get(env, "PGPASSWORD", ""),
+        pg_sslmode=_get(env, "PGSSLMODE", ""),
+        pg_appname=_get(env, "PGAPPNAME", ""),
+        lakebase_instance=_get(env, "AVATAR_LAKEBASE_INSTANCE", ""),
+        connect_timeout_s=_get_float(env, "AVATAR_DB_CONNECT_TIMEOUT_S", StoreConfig.connect_timeout_s),
+    )
+    experiments = ExperimentConfig(
+        file=Path(_get(env, "AVATAR_EXPERIMENTS_FILE", str(ExperimentConfig.file))),
+        name=_get(env, "AVATAR_EXPERIMENT", ""),
+    )
     port = _get_int(env, "DATABRICKS_APP_PORT", _get_int(env, "GRADIO_SERVER_PORT", AppConfig.port))
     return AppConfig(
         llm=llm,
@@ -198,11 +259,13 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         emotion=emotion,
         lipsync=lipsync,
         retrieval=retrieval,
+        store=store,
+        experiments=experiments,
         max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
         streaming=_get_bool(env, "AVATAR_STREAMING", AppConfig.streaming),
         response_cache=_get_bool(env, "AVATAR_RESPONSE_CACHE", AppConfig.response_cache),
         torch_threads=_get_int(env, "AVATAR_TORCH_THREADS", AppConfig.torch_threads),
-        cache_dir=Path(_get(env, "AVATAR_CACHE_DIR", str(AppConfig.cache_dir))),
+        cache_dir=cache_dir,
         host=_get(env, "GRADIO_SERVER_NAME", "0.0.0.0" if "DATABRICKS_APP_PORT" in env else AppConfig.host),
         port=port,
     )

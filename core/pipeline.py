@@ -21,7 +21,7 @@ from typing import Any
 
 import numpy as np
 
-from core.analytics import TurnLog
+from core.analytics import TurnLog, new_turn_key
 from core.asr import ASRBackend, create_asr
 from core.audio import load_audio
 from core.backend import BackendStatus, StageBackend
@@ -30,6 +30,7 @@ from core.clauses import split_clauses
 from core.config import AppConfig
 from core.emotion import EmotionBackend, create_emotion
 from core.errors import InputError, PipelineError
+from core.guard import default_guard, guarded_reply
 from core.lipsync import LipsyncBackend, create_lipsync, join_tracks
 from core.llm import LLMBackend, create_llm, spoken_text
 from core.retrieval import RetrievalBackend, create_retrieval
@@ -59,8 +60,20 @@ FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|their|he|she|
                        r"too|also|why|how come)\b", re.IGNORECASE)
 """Words that make a question lean on the conversation so far: such questions skip the response cache."""
 
+CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+"""Control characters (all but tab and newline) in typed text: shown as "\ufffd", never passed to a model."""
+
 EMPATHY_MIN_CONFIDENCE = 0.5
 """The user's emotion is mentioned to the LLM when it is not neutral and at least this confident."""
+
+
+def retrieval_query(history: Sequence[ChatMessage], question: str) -> str:
+    """What to search the knowledge base for: a follow-up ("And can I change it?") is searched together with the
+    question before it, since on its own it names nothing to find."""
+    if not FOLLOW_UP.search(question):
+        return question
+    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
+    return f"{previous} {question}".strip()
 
 
 def _limit_torch_threads(threads: int) -> None:
@@ -159,11 +172,14 @@ class Pipeline:
         self.audio_dir.mkdir(parents=True, exist_ok=True)
         self._response_caches: dict[str, ResponseCache] = {}
         self._response_caches_lock = threading.Lock()
+        self.prepared = threading.Event()
+        """Set once the LLM has prepared every knowledge-base document (``warm_up`` starts that in the background)."""
 
     # -- status -----------------------------------------------------------------------------------------------
 
     def warm_up(self) -> list[BackendStatus]:
-        """Load every backend and run each model once now, so the first turn is as fast as the next."""
+        """Load every backend and run each model once now, so the first turn is as fast as the next; then, in the
+        background, let the LLM prepare each knowledge-base document (``prepared`` is set when it is done)."""
         statuses = self.statuses()
         try:
             self.stages.emotion.classify("Hello there, nice to meet you.")
@@ -171,7 +187,21 @@ class Pipeline:
             self.stages.lipsync.track(self.stages.tts.synthesize("Hello."))
         except PipelineError as exc:
             log.warning("warm-up failed: %s", exc.user_message())
+        threading.Thread(target=self._prepare_documents, name="llm-prepare", daemon=True).start()
         return statuses
+
+    def _prepare_documents(self) -> None:
+        """Best effort: a failure only means the first question about a document is slower."""
+        started = time.perf_counter()
+        try:
+            documents = [[], *self.stages.retrieval.documents()]  # no passage first: greetings and small talk
+            self.stages.llm.prepare(self.config.llm.system_prompt, documents)
+            log.info("LLM: prepared %d knowledge-base documents in %.1f s", len(documents),
+                     time.perf_counter() - started)
+        except PipelineError as exc:
+            log.warning("LLM: could not prepare the knowledge-base documents: %s", exc.user_message())
+        finally:
+            self.prepared.set()
 
     def statuses(self) -> list[BackendStatus]:
         """The backend each stage uses and why a preferred one is not; a stage that cannot load says why."""
@@ -187,7 +217,7 @@ class Pipeline:
 
     @functools.cached_property
     def turn_log(self) -> TurnLog:
-        """Every turn with its latencies, usage, cost and emotions (SQLite under the cache folder)."""
+        """Every turn with its latencies, usage, cost, emotions and rating (the configured turn store)."""
         return TurnLog.for_config(self.config)
 
     @functools.cached_property
@@ -222,8 +252,9 @@ class Pipeline:
     # -- input ------------------------------------------------------------------------------------------------
 
     def check_text(self, text: str | None) -> str:
-        """Return the cleaned question, or raise InputError for empty or over-long text."""
-        cleaned = (text or "").strip()
+        """Return the cleaned question (control characters shown as U+FFFD), or raise InputError for empty or
+        over-long text."""
+        cleaned = CONTROL_CHARACTERS.sub("\ufffd", (text or "").strip())
         if not cleaned:
             raise InputError("Please type a question or record one with the microphone.")
         if len(cleaned) > self.config.max_text_chars:
@@ -261,16 +292,20 @@ class Pipeline:
             BackendError: a stage failed.
         """
         user: UserTurn | None = None
+        turn_key = new_turn_key()
         try:
             for event in self._turn_events(history, text, audio_path, cancel, self.setup(options)):
                 if isinstance(event, UserTurn):
                     user = event
                 elif isinstance(event, TurnComplete) and user is not None:
-                    costs = self.turn_log.record_turn(session_id, user, event, router=event.reply.route or None)
-                    event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()})
+                    costs = self.turn_log.record_turn(session_id, user, event, router=event.reply.route or None,
+                                                      turn_key=turn_key, options=options)
+                    event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()},
+                                    turn_key=turn_key)
                 yield event
         except PipelineError as exc:
-            self.turn_log.record_error(session_id, user.text if user else (text or ""), exc, user=user)
+            self.turn_log.record_error(session_id, user.text if user else (text or ""), exc, user=user,
+                                       turn_key=turn_key, options=options)
             raise
 
     def _turn_events(
@@ -298,20 +333,23 @@ class Pipeline:
                 yield from self._replay(found.value, found.kind, started, timings)
                 return
         t0 = time.perf_counter()
-        passages, lookup = self.retrieval_cache.search(self.stages.retrieval, user.text, setup.top_k)
+        query = retrieval_query(history, user.text)
+        passages, lookup = self.retrieval_cache.search(self.stages.retrieval, query, setup.top_k)
+        context = tuple(self.stages.retrieval.context(passages))
         timings["retrieval_s"] = time.perf_counter() - t0
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
                                  units={"queries": 0 if lookup.hit else 1})
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion)
         clips: list[SpokenClip] = []
-        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(),
-                                       tuple(passages)):
+        instead = default_guard().reply_instead(user.text)
+        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), context,
+                                       instead):
             if isinstance(event, SpokenClip):
                 clips.append(event)
             elif isinstance(event, TurnComplete):
                 event = replace(event, metrics=(*event.metrics, retrieval))
                 if cacheable:
-                    self.response_cache(setup).put(user.text, clips, event, passages)
+                    self.response_cache(setup).put(user.text, clips, event, event.passages)
             yield event
 
     def _replay(self, cached: CachedResponse, kind: str, started: float, timings: dict[str, float]
@@ -334,25 +372,26 @@ class Pipeline:
         system_prompt: str,
         user_emotion: Emotion | None = None,
     ) -> list[ChatMessage]:
-        """The system prompt (with the user's mood), the recent history, and the question.
+        """The system prompt, the recent history, and the question (with the user's mood, when it shows).
 
-        Retrieved passages are not placed here: ``_produce`` hands them to the LLM stage, which lays them out for
-        its model (quoted in the system message for cloud models; trimmed next to the question, or quoted as the
-        answer, for the tiny local model).
+        The mood goes with the question, not into the system prompt, so that the prompt's beginning stays the same
+        from turn to turn (a local model reuses its evaluation). Retrieved passages are not placed here either:
+        ``_produce`` hands them to the LLM stage, which lays them out for its model.
         """
-        system = system_prompt
         if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
-            system += f"\nThe user seems to feel {user_emotion.label}; answer with empathy."
+            question = f"{question}\n\n(The user seems to feel {user_emotion.label}; answer with empathy.)"
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
-        return [ChatMessage("system", system), *window, ChatMessage("user", question)]
+        return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
 
     def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
-                 out: queue.Queue, cancel: threading.Event) -> None:
-        """Producer thread: stream the LLM, pass deltas and finished clauses on, then the Reply (or the error)."""
+                 instead: str, out: queue.Queue, cancel: threading.Event) -> None:
+        """Producer thread: stream the LLM (or ``instead``, the guard's reply to a message that is not a question
+        for it), pass deltas and finished clauses on, then the Reply (or the error)."""
         reply_box: list[Reply] = []
+        stream = guarded_reply(instead) if instead else setup.llm.stream(messages, passages)
 
         def deltas() -> Iterator[str]:
-            for item in setup.llm.stream(messages, passages):
+            for item in stream:
                 if cancel.is_set():
                     return
                 if isinstance(item, Reply):
@@ -381,10 +420,12 @@ class Pipeline:
         timings: dict[str, float],
         cancel: threading.Event,
         passages: tuple[Passage, ...],
+        instead: str = "",
     ) -> Iterator[TurnEvent]:
         out: queue.Queue = queue.Queue()
         llm_started = time.perf_counter()
-        producer = threading.Thread(target=self._produce, args=(setup, messages, passages, out, cancel), daemon=True)
+        producer = threading.Thread(target=self._produce, args=(setup, messages, passages, instead, out, cancel),
+                                    daemon=True)
         producer.start()
         turn_id = uuid.uuid4().hex[:12]
         speeches: list[Speech] = []
@@ -469,4 +510,5 @@ class Pipeline:
             StageMetrics("lipsync", track.source, timings["lipsync_s"]),
         )
         emotion: Emotion = self.stages.emotion.classify(reply.text)
-        return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, passages)
+        cited = tuple(p for p in passages if p.score > 0)  # what the search found, not the document around it
+        return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, cited)

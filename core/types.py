@@ -183,7 +183,8 @@ class TurnOptions:
     """Per-turn choices that override the configuration (a user's character, an experiment's variant).
 
     Empty fields keep the configured value. ``tts`` and ``llm`` are backend descriptors as in the configuration
-    ("edge/en-US-JennyNeural", "databricks/<endpoint>"); ``llm`` answers for both router tiers.
+    ("edge/en-US-JennyNeural", "databricks/<endpoint>"); ``llm`` answers for both router tiers. ``experiment`` and
+    ``variant`` name the A/B variant that chose these options (``core.experiments``); the turn log records them.
     """
 
     tts: str = ""
@@ -191,6 +192,8 @@ class TurnOptions:
     system_prompt: str = ""
     streaming: bool | None = None
     top_k: int | None = None
+    experiment: str = ""
+    variant: str = ""
 
 
 @dataclass(frozen=True, slots=True)
@@ -236,6 +239,7 @@ class TurnComplete:
     passages: tuple[Passage, ...] = ()
     cache: str = "miss"  # "miss", or how a cached reply was found: "exact" or "semantic"
     costs_usd: Mapping[str, float] = field(default_factory=dict)  # the turn's cost under each price preset
+    turn_key: str = ""  # the turn's key in the turn log: what feedback on this answer refers to
 
 
 TurnEvent = UserTurn | ReplyDelta | SpokenClip | TurnComplete

@@ -11,6 +11,7 @@
 # - AVX2 + FMA + F16C (+ BMI2) is what every x86-64 server and desktop CPU of the last decade has (Intel Haswell
 #   2013+, AMD Zen 2017+); AVX-512, AVX-VNNI and AMX stay off. The speed cost on an AVX-512 machine is measured in
 #   bench/llm_build/results.md.
+# LLAVA_BUILD=OFF skips the multimodal (image) library, which the app never loads: a third less to compile.
 # The flags go to CMake through scikit-build-core, which reads CMAKE_ARGS. --no-cache-dir keeps pip from reusing a
 # natively tuned wheel cached by an earlier plain `pip install llama-cpp-python` (and from caching this one under
 # the same key); --no-binary makes pip compile from the source distribution even if an index offers a wheel.
@@ -20,7 +21,8 @@ PYTHON=${PYTHON:-python3}
 
 PORTABLE_CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_SSE42=ON -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
 -DGGML_BMI2=ON -DGGML_AVX_VNNI=OFF -DGGML_AVX512=OFF -DGGML_AVX512_VBMI=OFF -DGGML_AVX512_VNNI=OFF \
--DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_BACKEND_DL=OFF"
+-DGGML_AVX512_BF16=OFF -DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DGGML_BACKEND_DL=OFF \
+-DLLAVA_BUILD=OFF"
 
 version=$(sed -n 's/^llama-cpp-python==\([0-9.]*\).*/\1/p' requirements.txt)
 if [ -z "$version" ]; then

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+import shutil
+import tempfile
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
 import pytest
@@ -11,10 +13,21 @@ import pytest
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.config import AppConfig, load_config  # noqa: E402 - HF_HUB_OFFLINE must be set first
+from core.llama_build import report  # noqa: E402
 from core.pipeline import Pipeline  # noqa: E402
+from core.turnstore import PostgresStore, SQLiteStore, TurnStore  # noqa: E402
 from tests.fake_databricks import FAKE_TOKEN, FakeServingServer  # noqa: E402
+from tests.postgres import PostgresServer  # noqa: E402
 
 ARTIFACTS = Path(__file__).resolve().parent.parent / "test-artifacts"
+
+
+def pytest_report_header() -> str:
+    """One line at the top of every run: the llama.cpp build and the CPU features it uses, for crash reports."""
+    try:
+        return report().line()
+    except RuntimeError as exc:
+        return f"llama.cpp: {exc}"
 
 
 @pytest.fixture(scope="session")
@@ -59,3 +72,27 @@ def databricks(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServingServer]:
         monkeypatch.setenv("DATABRICKS_HOST", server.url)
         monkeypatch.setenv("DATABRICKS_TOKEN", FAKE_TOKEN)
         yield server
+
+
+@pytest.fixture(scope="session")
+def postgres() -> Iterator[PostgresServer]:
+    """A real PostgreSQL server on loopback for the whole session (a fresh cluster, removed afterwards)."""
+    root = Path(tempfile.mkdtemp(prefix="avatar-pg-"))
+    server = PostgresServer(root)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+        shutil.rmtree(root, ignore_errors=True)
+
+
+@pytest.fixture(params=["sqlite", "postgres"])
+def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], TurnStore]:
+    """Each call opens one more store (as another app instance would) on one fresh database of the backend."""
+    if request.param == "sqlite":
+        path = tmp_path / "turns.sqlite"
+        return lambda: SQLiteStore(path)
+    server: PostgresServer = request.getfixturevalue("postgres")
+    url = server.url(server.create_database())
+    return lambda: PostgresStore(url)

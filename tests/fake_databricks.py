@@ -7,6 +7,10 @@ Routes:
     POST /v1/chat/completions                    OpenAI-compatible route, SSE when ``stream`` is true
     POST /api/2.0/vector-search/indexes/{name}/query   Vector Search: ``vector_rows`` (dicts with a "score"),
                                                  best first, cut to ``num_results``, projected onto ``columns``
+    GET  /oidc/.well-known/oauth-authorization-server   OAuth metadata (what the SDK reads for client credentials)
+    POST /oidc/v1/token                          OAuth M2M: a new token per call, ``oauth-token-<n>`` (or always
+                                                 ``oauth_fixed_token`` when set), valid for ``oauth_lifetime_s``;
+                                                 the tokens issued are in ``oauth_tokens``
 
 Every request is recorded (method, path, headers, JSON body). Knobs on the server change its behaviour:
 ``status`` forces an error status, ``delay_s`` stalls before answering (to provoke client timeouts),
@@ -23,8 +27,11 @@ import threading
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
+from urllib.parse import parse_qs
 
 VECTOR_SEARCH_PREFIX = "/api/2.0/vector-search/indexes/"
+OAUTH_METADATA = "/oidc/.well-known/oauth-authorization-server"
+OAUTH_TOKEN = "/oidc/v1/token"
 HOLD_S = 5.0
 DEFAULT_ANSWER = "The sky looks blue because air scatters blue sunlight the most."
 
@@ -51,6 +58,9 @@ class FakeServing:
     stream_usage: bool = True
     hold_after_first: threading.Event | None = None
     vector_rows: list[dict[str, Any]] = field(default_factory=list)
+    oauth_lifetime_s: int = 3600
+    oauth_fixed_token: str = ""
+    oauth_tokens: list[str] = field(default_factory=list)
     requests: list[RecordedRequest] = field(default_factory=list)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -81,13 +91,25 @@ class _Handler(BaseHTTPRequestHandler):
 
     def do_GET(self) -> None:
         self._record(None)
+        if self.path == OAUTH_METADATA:
+            base = "http://{}:{}".format(*self.server.server_address[:2])
+            self._send_json(200, {"issuer": f"{base}/oidc", "authorization_endpoint": f"{base}/oidc/v1/authorize",
+                                  "token_endpoint": f"{base}{OAUTH_TOKEN}"})
+            return
         self._send_json(404, {"error_code": "NOT_FOUND", "message": "no host metadata"})
 
     def do_POST(self) -> None:
         length = int(self.headers.get("Content-Length", "0"))
-        body = json.loads(self.rfile.read(length) or b"{}")
+        raw = self.rfile.read(length)
+        if self.headers.get("Content-Type", "").startswith("application/x-www-form-urlencoded"):
+            body = {k: v[0] for k, v in parse_qs(raw.decode()).items()}
+        else:
+            body = json.loads(raw or b"{}")
         self._record(body)
         fake = self.server.fake
+        if self.path == OAUTH_TOKEN:
+            self._oauth_token(body)
+            return
         if fake.delay_s and fake.released.wait(fake.delay_s):
             return
         if self.path in fake.missing_routes:
@@ -163,6 +185,18 @@ class _Handler(BaseHTTPRequestHandler):
         data = text.encode()
         self.wfile.write(f"{len(data):x}\r\n".encode() + data + b"\r\n")
         self.wfile.flush()
+
+    # -- OAuth --------------------------------------------------------------------------------------------------
+
+    def _oauth_token(self, body: dict[str, Any]) -> None:
+        fake = self.server.fake
+        if body.get("grant_type") != "client_credentials":
+            self._send_json(400, {"error": "unsupported_grant_type"})
+            return
+        token = fake.oauth_fixed_token or f"oauth-token-{len(fake.oauth_tokens) + 1}"
+        fake.oauth_tokens.append(token)
+        self._send_json(200, {"access_token": token, "token_type": "Bearer", "expires_in": fake.oauth_lifetime_s,
+                              "scope": body.get("scope", "all-apis")})
 
     # -- Vector Search ------------------------------------------------------------------------------------------
 

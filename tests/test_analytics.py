@@ -1,18 +1,19 @@
-"""The turn log: round trip, aggregations on known numbers, persistence, thread safety, schema doc."""
+"""The turn log on both backends (SQLite and a real PostgreSQL server): round trip, aggregations on known numbers,
+persistence across instances, thread safety, ratings, and the schema doc."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 from pathlib import Path
 
 import pandas as pd
 import pytest
+from sqlalchemy import inspect
 
-from core.analytics import TURN_LOG_FILE, TurnLog
+from core.analytics import TurnLog
 from core.costs import PriceTable, costs_by_preset, monthly_projection, usage_from_turn
-from core.errors import BackendError
+from core.errors import BackendError, InputError
 from core.types import (
     EMOTION_LABELS,
     Emotion,
@@ -47,8 +48,8 @@ def finished(first_audio_s: float, total_s: float, *, reply_emotion: str = "joy"
 
 
 @pytest.fixture
-def turn_log(tmp_path: Path) -> TurnLog:
-    return TurnLog(tmp_path / TURN_LOG_FILE)
+def turn_log(make_store) -> TurnLog:
+    return TurnLog(make_store())
 
 
 @pytest.fixture
@@ -135,12 +136,11 @@ def test_spoken_turns_record_the_transcript_and_the_error_turn_keeps_its_message
     assert rows[0]["prompt_tokens"] == 300 and rows[0]["tts_characters"] == 31
 
 
-def test_the_log_persists_across_instances(tmp_path):
-    path = tmp_path / "nested" / TURN_LOG_FILE
-    TurnLog(path).record_turn("s", UserTurn("Hi", emotion("joy")), finished(1.0, 2.0), timestamp=T0)
-    again = TurnLog(path, PriceTable.load())
+def test_the_log_persists_across_instances(make_store):
+    TurnLog(make_store()).record_turn("s", UserTurn("Hi", emotion("joy")), finished(1.0, 2.0), timestamp=T0)
+    again = TurnLog(make_store(), PriceTable.load())
     again.record_turn("s", UserTurn("Hi again", emotion("joy")), finished(3.0, 4.0), timestamp=T0 + 1)
-    assert [r["question"] for r in TurnLog(path).export_rows()] == ["Hi", "Hi again"]
+    assert [r["question"] for r in TurnLog(make_store()).export_rows()] == ["Hi", "Hi again"]
 
 
 def test_concurrent_writes_all_land(turn_log):
@@ -166,25 +166,62 @@ def test_empty_log_aggregates_are_empty_frames_with_columns(turn_log):
     assert turn_log.export_rows() == []
 
 
-def _documented_columns() -> dict[str, set[tuple[str, str, bool]]]:
-    """Per table heading "### `name`", the (column, type, nullable) rows of its markdown table."""
-    tables: dict[str, set[tuple[str, str, bool]]] = {}
+def test_ratings_are_stored_with_the_turn_changed_and_withdrawn(turn_log):
+    user = UserTurn("Hi", emotion("joy"))
+    keys = [f"key-{i}" for i in range(3)]
+    for i, key in enumerate(keys):
+        turn_log.record_turn("s", user, finished(1.0, 2.0), turn_key=key, timestamp=T0 + i)
+    assert turn_log.record_feedback(keys[0], "up", "Clear and short.", session_id="s") is True
+    turn_log.record_feedback(keys[1], "up", session_id="s")
+    turn_log.record_feedback(keys[1], "down", session_id="s")  # changed its mind: the latest rating wins
+    turn_log.record_feedback(keys[2], "down", session_id="s")
+    turn_log.record_feedback(keys[2], "", session_id="s")  # withdrawn
+    turn_log.record_feedback(keys[0], "up", None, session_id="s")  # None keeps the comment
+    summary = turn_log.feedback_summary().iloc[0].to_dict()
+    assert summary == {"answers": 3, "rated": 2, "up": 1, "down": 1, "up_rate": 0.5, "comments": 1}
+    rows = {r["turn_key"]: r for r in turn_log.export_rows()}
+    assert (rows["key-0"]["rating"], rows["key-0"]["rating_comment"]) == (1, "Clear and short.")
+    assert rows["key-1"]["rating"] == -1 and rows["key-2"]["rating"] is None
+    recent = turn_log.recent_feedback()
+    assert recent["rating"].tolist() == ["up", "down"] and recent["question"].tolist() == ["Hi", "Hi"]
+
+
+def test_bad_feedback_gets_a_clear_message(turn_log):
+    turn_log.record_turn("s", UserTurn("Hi", emotion("joy")), finished(1.0, 2.0), turn_key="known")
+    with pytest.raises(InputError, match="No turn has the key 'nope'"):
+        turn_log.record_feedback("nope", "up")
+    with pytest.raises(InputError, match="'up' or 'down'"):
+        turn_log.record_feedback("known", "meh")
+    with pytest.raises(InputError, match="limit is 2000"):
+        turn_log.record_feedback("known", "down", "x" * 2001)
+    with pytest.raises(InputError, match="which turn"):
+        turn_log.record_feedback("  ", "up")
+    assert turn_log.feedback_summary().iloc[0]["rated"] == 0
+
+
+def _documented_columns() -> dict[str, dict[str, set[tuple[str, str, bool]]]]:
+    """Per table heading "### `name`", the (column, type, nullable) rows of its markdown table, per backend."""
+    tables: dict[str, dict[str, set[tuple[str, str, bool]]]] = {"sqlite": {}, "postgresql": {}}
     current = None
     for line in SCHEMA_DOC.read_text(encoding="utf-8").splitlines():
         if heading := re.match(r"^### `(\w+)`", line):
-            current = tables.setdefault(heading.group(1), set())
-        elif current is not None and (row := re.match(r"^\| `(\w+)` \| (\w+) \| (yes|no) \|", line)):
-            current.add((row.group(1), row.group(2), row.group(3) == "yes"))
+            current = heading.group(1)
+            for backend in tables.values():
+                backend[current] = set()
+        elif current is not None and (row := re.match(r"^\| `(\w+)` \| (\w+) \| ([\w ]+) \| (yes|no) \|", line)):
+            tables["sqlite"][current].add((row.group(1), row.group(2), row.group(4) == "yes"))
+            tables["postgresql"][current].add((row.group(1), row.group(3), row.group(4) == "yes"))
     return tables
 
 
 def test_schema_doc_lists_every_column_with_its_type(turn_log):
-    documented = _documented_columns()
-    with sqlite3.connect(turn_log.path) as conn:
-        names = [r[0] for r in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-        actual = {
-            name: {(c[1], c[2], not (c[3] or c[5])) for c in conn.execute(f"PRAGMA table_info({name})")}
-            for name in names
-            if name != "sqlite_sequence"
-        }
+    engine = turn_log.store.engine()
+    inspector = inspect(engine)
+    actual = {
+        name: {(c["name"], str(c["type"]).lower() if engine.dialect.name == "postgresql" else str(c["type"]),
+                bool(c["nullable"]) and c["name"] not in inspector.get_pk_constraint(name)["constrained_columns"])
+               for c in inspector.get_columns(name)}
+        for name in inspector.get_table_names()
+    }
+    documented = _documented_columns()[engine.dialect.name]
     assert documented == actual

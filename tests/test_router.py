@@ -105,17 +105,19 @@ def run(llm: RoutedLLM, messages: list[ChatMessage]) -> tuple[list[str], Reply]:
 def test_offline_both_tiers_are_the_local_model_and_the_route_says_so() -> None:
     llm = create_llm(AppConfig(llm=LLMConfig(max_tokens=24, temperature=0.0)))
     assert isinstance(llm.small, LocalGGUFLLM) and llm.large is llm.small
-    assert llm.description == "local SmolLM2-135M (small and large)"
+    assert llm.description == "local Qwen2.5-Coder-1.5B-Instruct (small and large)"
     _, reply = run(llm, COMPLEX)
-    assert reply.route == "large (local SmolLM2-135M, the only model configured): asks for reasoning ('compare')"
+    assert reply.route == ("large (local Qwen2.5-Coder-1.5B-Instruct, the only model configured): "
+                           "asks for reasoning ('compare')")
     assert reply.backend == "local" and reply.notice == ""
 
 
 def test_simple_goes_to_the_small_model_complex_to_the_large(databricks: FakeServingServer) -> None:
     llm = routed()
-    assert llm.description == f"small: local SmolLM2-135M; large: Databricks {LARGE}"
+    assert llm.description == f"small: local Qwen2.5-Coder-1.5B-Instruct; large: Databricks {LARGE}"
     _, simple = run(llm, SIMPLE)
-    assert (simple.backend, simple.route) == ("local", "small (local SmolLM2-135M): short, simple question (6 words)")
+    route = "small (local Qwen2.5-Coder-1.5B-Instruct): short, simple question (6 words)"
+    assert (simple.backend, simple.route) == ("local", route)
     assert "Paris" in simple.text
     _, complex_ = run(llm, COMPLEX)
     assert (complex_.backend, complex_.model, complex_.text) == ("databricks", LARGE, databricks.fake.answer)

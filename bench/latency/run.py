@@ -1,14 +1,18 @@
-"""Latency benchmark: time to first audio from sending text and from the end of a spoken question.
+"""Latency benchmark: time to first audio from sending text and from the end of a spoken question, per local model.
 
-Runs scripted turns on the embedded offline stack, streaming and non-streaming interleaved question by question
-(so both see the same machine load), and writes ``bench/latency/results.md``. The response cache is off, so every
-turn does the real work. Run: ``python bench/latency/run.py [--rounds N]``.
+Runs scripted turns on the embedded offline stack for each local model (the default Qwen2.5-Coder-1.5B and the
+small SmolLM2-135M, interleaved question by question so both see the same machine load), streaming and
+non-streaming, typed and spoken; general questions and questions the knowledge base answers. The response cache is
+off, so every turn does the real work; each model has prepared its knowledge-base documents first, as the app does
+after start-up. Also reports the process's memory with the default model loaded. Writes
+``bench/latency/results.md``. Run: ``python bench/latency/run.py [--rounds N] [--models ...]``.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
+import resource
 import statistics
 import sys
 import tempfile
@@ -23,17 +27,34 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 from core.config import load_config  # noqa: E402
-from core.pipeline import Pipeline  # noqa: E402
+from core.llm.packaged import local_model  # noqa: E402
+from core.pipeline import Pipeline, Stages  # noqa: E402
 from core.tts import write_wav  # noqa: E402
 from core.types import TurnComplete  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-QUESTIONS = [q.strip() for q in (HERE / "questions.txt").read_text().splitlines() if q.strip()]
+QUESTION_SETS = {name: [q.strip() for q in (HERE / file).read_text().splitlines() if q.strip()]
+                 for name, file in (("general", "questions.txt"), ("knowledge base", "questions_kb.txt"))}
+DEFAULT_MODELS = ("qwen2.5-coder-1.5b", "smollm2-135m")
+SHARED_STAGES = ("asr", "tts", "emotion", "retrieval", "lipsync")
+"""Every model's pipeline uses the same speech, emotion, retrieval and lip-sync backends (loaded once)."""
+MODES = {"streaming": True, "non-streaming": False}
 
 
 def percentile(values: list[float], q: float) -> float:
     """The q-th percentile (0-100) by linear interpolation."""
     return float(np.percentile(values, q))
+
+
+def rss_mb() -> float:
+    """The current resident set size of this process, in MB (from /proc; the peak as a fallback)."""
+    try:
+        for line in Path("/proc/self/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def run_turn(pipeline: Pipeline, **kwargs: object) -> TurnComplete:
@@ -47,62 +68,88 @@ def run_turn(pipeline: Pipeline, **kwargs: object) -> TurnComplete:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--rounds", type=int, default=1, help="times to go through the question list")
+    parser.add_argument("--rounds", type=int, default=1, help="times to go through the question lists")
+    parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="latency-bench-"))
-    base = replace(load_config(), response_cache=False, cache_dir=ROOT / ".cache")
-    streaming = Pipeline(replace(base, streaming=True))
-    streaming.warm_up()
-    modes = {"streaming": streaming, "non-streaming": Pipeline(replace(base, streaming=False), streaming.stages)}
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_", "DATABRICKS_", "OPENAI_"))}
+    base = replace(load_config(env), response_cache=False, cache_dir=ROOT / ".cache")
+    rss_before = rss_mb()
+    pipelines: dict[tuple[str, str], Pipeline] = {}
+    shared: Stages | None = None
+    rss_default = 0.0
+    for model in args.models:
+        config = replace(base, llm=replace(base.llm, backend="local", local_model=model))
+        backends = {stage: getattr(shared, stage) for stage in SHARED_STAGES} if shared else {}
+        stages = Stages(config, **backends)
+        for mode, streaming in MODES.items():
+            pipelines[(model, mode)] = Pipeline(replace(config, streaming=streaming), stages)
+        first = pipelines[(model, "streaming")]
+        first.warm_up()
+        first.prepared.wait()
+        shared = shared or stages
+        rss_default = rss_default or rss_mb()
 
+    speaker = shared.tts if shared else None
     spoken: dict[str, Path] = {}
-    for i, question in enumerate(QUESTIONS):
-        spoken[question] = write_wav(streaming.stages.tts.synthesize(question), work / f"q{i:02d}.wav")
+    for i, question in enumerate(q for qs in QUESTION_SETS.values() for q in qs):
+        spoken[question] = write_wav(speaker.synthesize(question), work / f"q{i:02d}.wav")  # type: ignore[union-attr]
 
-    results: dict[tuple[str, str], list[float]] = {}
-    totals: dict[tuple[str, str], list[float]] = {}
-    words: dict[str, list[int]] = {}
+    first_audio: dict[tuple[str, str, str, str], list[float]] = {}
+    totals: dict[tuple[str, str, str, str], list[float]] = {}
+    words: dict[tuple[str, str], list[int]] = {}
     load_before = os.getloadavg()[0]
     for _ in range(args.rounds):
-        for question in QUESTIONS:
-            for mode, pipeline in modes.items():
-                for source, turn in (("text", {"text": question}), ("speech", {"audio_path": spoken[question]})):
-                    done = run_turn(pipeline, **turn)
-                    results.setdefault((mode, source), []).append(done.timings_s["first_audio_s"])
-                    totals.setdefault((mode, source), []).append(done.timings_s["total_s"])
-                    words.setdefault(mode, []).append(len(done.reply.text.split()))
-                print(f"{mode:14s} {question[:40]:40s} text→audio {results[(mode, 'text')][-1]:.2f} s, "
-                      f"speech→audio {results[(mode, 'speech')][-1]:.2f} s", flush=True)
+        for set_name, questions in QUESTION_SETS.items():
+            for question in questions:
+                for (model, mode), pipeline in pipelines.items():
+                    for source, turn in (("text", {"text": question}), ("speech", {"audio_path": spoken[question]})):
+                        done = run_turn(pipeline, **turn)
+                        key = (model, mode, set_name, source)
+                        first_audio.setdefault(key, []).append(done.timings_s["first_audio_s"])
+                        totals.setdefault(key, []).append(done.timings_s["total_s"])
+                        words.setdefault((model, mode), []).append(len(done.reply.text.split()))
+                    print(f"{model:20s} {mode:14s} {question[:40]:40s} text→audio "
+                          f"{first_audio[(model, mode, set_name, 'text')][-1]:.2f} s", flush=True)
     load_after = os.getloadavg()[0]
+    write_results(args, first_audio, totals, words, (load_before, load_after), (rss_before, rss_default))
 
+
+def write_results(args: argparse.Namespace, first_audio: dict, totals: dict, words: dict,
+                  load: tuple[float, float], rss: tuple[float, float]) -> None:
+    n = sum(len(q) for q in QUESTION_SETS.values())
     lines = [
         "# Latency benchmark",
         "",
-        f"{len(QUESTIONS)} questions × {args.rounds} round(s), each asked typed and spoken (Piper speech of the "
-        "question, decoded and transcribed by whisper.cpp), streaming and non-streaming interleaved. Offline stack: "
-        "SmolLM2-135M (llama.cpp), MiniLM retrieval + emotion, Piper joe-medium, TTS-timed lip-sync; response cache "
-        f"off. 2-core machine, load average {load_before:.1f} before and {load_after:.1f} after. "
-        f"Written by `python bench/latency/run.py` on {time.strftime('%Y-%m-%d')}.",
+        f"{n} questions ({', '.join(f'{len(q)} {k}' for k, q in QUESTION_SETS.items())}) × {args.rounds} round(s), "
+        "each asked typed and spoken (Piper speech of the question, decoded and transcribed by whisper.cpp), for each "
+        "local model, streaming and non-streaming, all interleaved question by question. Offline stack: llama.cpp "
+        "(portable AVX2 build), MiniLM retrieval + emotion, Piper joe-medium, TTS-timed lip-sync; response cache off; "
+        f"knowledge-base documents prepared first, as after the app's start-up. 2-core machine, load average "
+        f"{load[0]:.1f} before and {load[1]:.1f} after. Written by `python bench/latency/run.py` on "
+        f"{time.strftime('%Y-%m-%d')}.",
         "",
         "Time to first audio = from the moment the turn starts (send pressed, or the end of the spoken question) to "
         "the first clip's audio, lip-sync and emotion being ready to play.",
         "",
-        "| mode | from | median | p95 | turn total (median) | reply words (median) |",
-        "|---|---|---:|---:|---:|---:|",
+        "| model | mode | questions | from | median | p95 | turn total (median) |",
+        "|---|---|---|---|---:|---:|---:|",
     ]
-    for mode in modes:
-        for source in ("text", "speech"):
-            values = results[(mode, source)]
-            lines.append(
-                f"| {mode} | {source} | {statistics.median(values):.2f} s | {percentile(values, 95):.2f} s | "
-                f"{statistics.median(totals[(mode, source)]):.2f} s | {statistics.median(words[mode]):.0f} |"
-            )
-    for source in ("text", "speech"):
-        ratio = statistics.median(results[("non-streaming", source)]) / statistics.median(
-            results[("streaming", source)]
-        )
-        lines.append(f"\nFrom {source}: non-streaming takes {ratio:.2f}× as long as streaming to the first audio.")
+    for (model, mode, set_name, source), values in first_audio.items():
+        lines.append(f"| {local_model(model).label} | {mode} | {set_name} | {source} | "
+                     f"{statistics.median(values):.2f} s | {percentile(values, 95):.2f} s | "
+                     f"{statistics.median(totals[(model, mode, set_name, source)]):.2f} s |")
+    lines += ["", "| model | mode | reply words (median) |", "|---|---|---:|"]
+    for (model, mode), counts in words.items():
+        lines.append(f"| {local_model(model).label} | {mode} | {statistics.median(counts):.0f} |")
+    default = args.models[0]
+    text_all = [v for (m, mode, _, source), vs in first_audio.items() if m == default and mode == "streaming"
+                and source == "text" for v in vs]
+    lines += ["", f"{local_model(default).label}, streaming, typed, all questions: median "
+              f"{statistics.median(text_all):.2f} s, p95 {percentile(text_all, 95):.2f} s to the first audio.",
+              "", f"Memory: the process used {rss[0]:.0f} MB before loading and {rss[1]:.0f} MB with the default "
+              f"stack loaded ({local_model(default).label} and every other stage), before the other models."]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -5,7 +5,7 @@ whole text, its token usage, the route taken and any notice; ``complete(...)`` r
 ``create_llm(config)`` builds a ``RoutedLLM``: simple questions go to the small backend (``AVATAR_LLM_SMALL``),
 complex ones to the large (``AVATAR_LLM_LARGE``), and a failing remote backend falls back to the local model in the
 same turn. Backends are named by descriptors: "auto" (Databricks when its credentials are in the environment, then
-an OpenAI-compatible server when OPENAI_BASE_URL is set, else the local SmolLM2-135M), "local", "databricks",
+an OpenAI-compatible server when OPENAI_BASE_URL is set, else the local model), "local", "databricks",
 "databricks/<endpoint>", "openai" or "openai/<model>". ``spoken_text`` turns a markdown answer into what the TTS
 says. Backends import their libraries (llama_cpp, databricks.sdk, requests) only when constructed.
 """
@@ -18,12 +18,13 @@ from dataclasses import replace
 
 from core.backend import pick_backend
 from core.config import AppConfig, LLMConfig
-from core.errors import PipelineError
+from core.errors import BackendError, PipelineError
 from core.llm.base import STAGE, GeneratingLLM, LLMBackend, Usage
 from core.llm.chat_completions import ChatCompletionsLLM
 from core.llm.databricks import DatabricksLLM
 from core.llm.local import LocalGGUFLLM, load_examples
 from core.llm.openai_compatible import OpenAICompatibleLLM
+from core.llm.quotes import KnowledgeBaseQuotes
 from core.llm.router import RouteDecision, RoutedLLM, RoutingRule
 from core.llm.spoken import spoken_text
 
@@ -31,6 +32,7 @@ __all__ = [
     "LLM_BACKENDS",
     "DatabricksLLM",
     "GeneratingLLM",
+    "KnowledgeBaseQuotes",
     "LLMBackend",
     "LocalGGUFLLM",
     "OpenAICompatibleLLM",
@@ -71,14 +73,26 @@ def create_llm(config: AppConfig) -> RoutedLLM:
     llm = config.llm
     small_name = llm.small or llm.backend
     large_name = llm.large or small_name
-    small = create_backend(llm, small_name)
-    large = small if large_name == small_name else create_backend(llm, large_name)
+    small = _startable(llm, small_name)
+    large = small if large_name == small_name else _startable(llm, large_name)
     if isinstance(small, LocalGGUFLLM) and isinstance(large, LocalGGUFLLM) and small.path == large.path:
         large = small  # one llama.cpp context, whichever descriptors led to it
     router = RoutedLLM(llm, small, large, make_local=lambda: LocalGGUFLLM(llm))
     router.note = "; ".join(dict.fromkeys(n for n in (small.note, large.note) if n))
     log.info("LLM: %s", router.status().line())
     return router
+
+
+def _startable(config: LLMConfig, descriptor: str) -> LLMBackend:
+    """The backend a descriptor names; if it is the local model and it cannot start (no weights, a llama.cpp build
+    that crashes on this CPU), the knowledge-base quotes backend, whose note says why: the app still answers."""
+    try:
+        return create_backend(config, descriptor)
+    except BackendError as exc:
+        if exc.backend != LocalGGUFLLM.name:
+            raise
+        log.error("LLM: the local model cannot start (%s); answers will quote the knowledge base", exc)
+        return KnowledgeBaseQuotes(config, _short(str(exc)))
 
 
 def create_backend(config: LLMConfig, descriptor: str) -> LLMBackend:

@@ -1,6 +1,8 @@
 """The LLM stage's contract: ``LLMBackend.stream`` yields text deltas, then one ``Reply`` with the token usage.
 
 ``GeneratingLLM`` is the base of the backends that run one model; ``core.llm.router.RoutedLLM`` composes them.
+Every generating backend gets the same grounding: the persona's system prompt, a note on what model answers and
+where it runs, and the retrieved passages quoted as data (or a note that none matched).
 """
 
 from __future__ import annotations
@@ -13,9 +15,12 @@ from dataclasses import dataclass
 from typing import ClassVar
 
 from core.backend import StageBackend, backend_errors
+from core.clauses import sentence_end
 from core.config import LLMConfig
 from core.errors import InputError, PipelineError
-from core.retrieval import format_context
+from core.guard import default_guard
+from core.persona import runtime_note
+from core.retrieval import NO_CONTEXT_NOTE, format_context
 from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
@@ -33,8 +38,9 @@ class Usage:
     finish_reason: str = "stop"
 
 
-StreamGen = Generator[str, None, Usage]
-"""What a backend's ``_stream`` is: text deltas, then the Usage as the generator's return value."""
+StreamGen = Generator[str, bool | None, Usage]
+"""What a backend's ``_stream`` is: text deltas, then the Usage as the generator's return value. The value sent back
+for a delta is True when the answer is long enough: the backend then stops generating and returns its Usage."""
 
 
 class LLMBackend(StageBackend, ABC):
@@ -63,6 +69,11 @@ class LLMBackend(StageBackend, ABC):
             BackendError: the backend failed; ``retryable`` is set for timeouts, dropped connections, 429 and 5xx.
         """
 
+    def prepare(self, system_prompt: str, documents: Sequence[Sequence[Passage]]) -> None:
+        """Do ahead of time what the first question about each document would otherwise wait for (a local model
+        evaluates the prompt's beginning); by default nothing. ``documents`` are passage lists as ``stream`` gets
+        them."""
+
     def complete(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Reply:
         """Return the whole answer (consumes ``stream``)."""
         *_, reply = self.stream(messages, passages)
@@ -85,11 +96,19 @@ class LLMBackend(StageBackend, ABC):
 class GeneratingLLM(LLMBackend, ABC):
     """Base of the backends that run one model.
 
-    Responsibilities: lay the passages out in the prompt (``_prompt``: by default quoted in the system message);
-    time and log each stream; turn library errors into ``BackendError`` (retryable for timeouts and transient
-    failures); assemble the final ``Reply``. A backend implements ``_stream``: a generator of text deltas that
-    returns a ``Usage``.
+    Responsibilities: lay the passages out in the prompt (``_prompt``: by default quoted in the system message,
+    after the note on what the model runs on); end the answer after ``config.max_sentences`` sentences (a spoken
+    answer is capped by speech, not cut mid-sentence by a token limit); time and log each stream; turn library
+    errors into ``BackendError`` (retryable for timeouts and transient failures); cut an answer that floods one
+    symbol or word (``core.guard``); assemble the final ``Reply``. A
+    backend implements ``_stream``: a generator of text deltas that returns a ``Usage`` and stops early when sent
+    True.
     """
+
+    @property
+    def runtime(self) -> str:
+        """What writes the answers, for the persona, e.g. "the databricks-gpt-oss-20b model on Databricks"."""
+        return f"the {self.model} model"
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         prompt = self._prompt(self._conversation(messages), passages)
@@ -97,20 +116,32 @@ class GeneratingLLM(LLMBackend, ABC):
         started = time.perf_counter()
         first_token_s: float | None = None
         parts: list[str] = []
+        said = 0  # characters of the answer yielded so far
+        enough = False
+        guard = default_guard()
         try:
             deltas = self._stream(prompt, temperature)
             while True:
                 try:
-                    delta = next(deltas)
+                    delta = deltas.send(enough) if parts else next(deltas)
                 except StopIteration as end:
                     usage: Usage = end.value
                     break
-                if not delta:
+                if not delta or enough:
                     continue
                 if first_token_s is None:
                     first_token_s = time.perf_counter() - started
                 parts.append(delta)
-                yield delta
+                text = "".join(parts)
+                ends = [end for end in (sentence_end(text, self.config.max_sentences) or None, guard.flood_end(text))
+                        if end is not None]
+                if ends:
+                    enough = True  # sent back with the next request: the backend stops generating
+                    text = text[: min(ends)]
+                    parts = [text]
+                if piece := text[said:]:
+                    said = len(text)
+                    yield piece
         except PipelineError:
             raise
         except Exception as exc:  # classified here, wrapped into a BackendError by backend_errors just below
@@ -132,11 +163,11 @@ class GeneratingLLM(LLMBackend, ABC):
         )
 
     def _prompt(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> list[ChatMessage]:
-        """The messages the model sees: by default the passages quoted after the system prompt."""
-        if not passages:
-            return conversation
-        system = ChatMessage("system", f"{conversation[0].content}\n\n{format_context(passages)}")
-        return [system, *conversation[1:]]
+        """The messages the model sees: the system prompt, what the model runs on, then the passages quoted as
+        data (or the note that none matched), all in the system message so that the prompt's start repeats."""
+        reference = format_context(passages) if passages else NO_CONTEXT_NOTE
+        system = f"{conversation[0].content} {runtime_note(self.runtime)}\n\n{reference}"
+        return [ChatMessage("system", system), *conversation[1:]]
 
     @abstractmethod
     def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:

@@ -89,6 +89,7 @@ class ChatCompletionsLLM(GeneratingLLM, ABC):
         finish = "stop"
         chunks = 0
         timeout = self.config.timeout_s
+        enough = False
         with self._session.post(url, json=body, headers=dict(headers), stream=True, timeout=timeout) as r:
             if r.status_code >= 400:
                 raise HTTPStatusError(r.status_code, _error_detail(r.text))
@@ -106,8 +107,10 @@ class ChatCompletionsLLM(GeneratingLLM, ABC):
                     text = content_text((choice.get("delta") or {}).get("content"))
                     if text:
                         chunks += 1
-                        yield text
+                        enough = bool((yield text))
                     finish = choice.get("finish_reason") or finish
+                if enough:
+                    break  # closing the response ends the server's generation; its usage never arrives
         if usage:
             return Usage(int(usage.get("prompt_tokens", 0)), int(usage.get("completion_tokens", chunks)), finish)
         log.debug("LLM %s: the server sent no usage; estimating prompt tokens from characters", self.name)

@@ -58,6 +58,10 @@ class DatabricksLLM(ChatCompletionsLLM):
     def description(self) -> str:
         return f"Databricks {self.endpoint}"
 
+    @property
+    def runtime(self) -> str:
+        return f"the {self.endpoint} model on Databricks Model Serving"
+
     def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
         if self._chat_route:
             url = f"{self._client.config.host.rstrip('/')}/serving-endpoints/chat/completions"

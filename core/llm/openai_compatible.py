@@ -36,6 +36,10 @@ class OpenAICompatibleLLM(ChatCompletionsLLM):
         return self.config.openai_model
 
     @property
+    def runtime(self) -> str:
+        return f"the {self.model} model behind an OpenAI-compatible API"
+
+    @property
     def description(self) -> str:
         return f"OpenAI-compatible {self.model} at {urlsplit(self.base_url).hostname}"
 

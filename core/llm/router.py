@@ -78,7 +78,7 @@ class RoutingRule:
         for cue in self.complex_cues:
             if re.search(rf"(?<!\w){re.escape(cue)}(?:e?s)?(?!\w)", lowered):  # plurals count
                 return RouteDecision("large", f"asks for reasoning ('{cue}')")
-        top = passages[0].score if passages else None
+        top = max((p.score for p in passages), default=None)  # a document's context comes in document order
         if top is not None and top >= self.confident_score:
             return RouteDecision("small", f"the knowledge base covers it (score {top:.2f})")
         content = len(content_stems(question))
@@ -153,7 +153,7 @@ class RoutedLLM(LLMBackend):
             try:
                 for item in backend.stream(conversation, passages):
                     if isinstance(item, Reply):
-                        yield replace(item, route=route, notice=notice)
+                        yield replace(item, route=route, notice="; ".join(filter(None, (notice, item.notice))))
                         return
                     said.append(item)
                     yield item
@@ -170,6 +170,10 @@ class RoutedLLM(LLMBackend):
                 notice = f"{failure}; answered with the local model"
                 route = f"{route}; fallback: local"
                 backend = fallback
+
+    def prepare(self, system_prompt: str, documents: Sequence[Sequence[Passage]]) -> None:
+        for backend in dict.fromkeys((self.small, self.large)):
+            backend.prepare(system_prompt, documents)
 
     def _fallback_for(self, failed: LLMBackend) -> LLMBackend | None:
         """The local model, unless it is what failed (or cannot be built, which is logged)."""

@@ -202,6 +202,13 @@ class VectorIndex:
         matrix = np.frombuffer(b"".join(r[3] for r in rows), dtype=np.float32).reshape(len(rows), dim)
         self._loaded = _Loaded([Chunk(r[0], r[1], r[2]) for r in rows], matrix, digest.hexdigest()[:16])
 
+    def documents(self) -> dict[str, list[Chunk]]:
+        """Every document's chunks in document order, by source."""
+        grouped: dict[str, list[Chunk]] = {}
+        for chunk in self._loaded.chunks:  # loaded ordered by source, then position
+            grouped.setdefault(chunk.source, []).append(chunk)
+        return grouped
+
     def search(self, query_vector: np.ndarray, k: int) -> list[ScoredChunk]:
         """The ``k`` chunks most similar to a unit-length query vector, best first (exact cosine search)."""
         loaded = self._loaded
