@@ -92,8 +92,8 @@ def main() -> None:
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set (a quick look)")
     args = parser.parse_args()
-    base = replace(load_config({k: v for k, v in os.environ.items() if not k.startswith("AVATAR_")}),
-                   llm=replace(load_config({}).llm, backend="local"))
+    base = load_config({k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_", "DATABRICKS_", "OPENAI_"))})
+    base = replace(base, llm=replace(base.llm, backend="local"))
     work = Path(tempfile.mkdtemp(prefix="llm-quality-"))
     name = default_persona().name
     answers: list[Answer] = []
