@@ -41,7 +41,7 @@ BUNDLE_PATH = STATIC_DIR / "vendor" / "three-bundle.js"
 MOTION_PATH = STATIC_DIR / "avatar_motion.json"
 PACKAGE_JSON = COMPONENT_DIR / "package.json"
 ASSETS_DIR = PROJECT_ROOT / "avatar_assets"
-DEFAULT_GLB = ASSETS_DIR / "avatar.glb"
+DEFAULT_GLB = ASSETS_DIR / "sam.glb"
 DEFAULT_VISEME_MAP = ASSETS_DIR / "oculus_to_arkit.json"
 DEFAULT_EXPRESSIONS = ASSETS_DIR / "expressions.json"
 
