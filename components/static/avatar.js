@@ -10,7 +10,8 @@
  * @typedef {{audio: {url: string, path: string}, offset_s: number, duration_s: number,
  *            track: {mouth_cues: MouthCue[], keyframes: VisemeKeyframe[]}, emotion: ?ClipEmotion}} Clip
  * @typedef {{turn_id: string, state: ('idle'|'listening'|'thinking'|'speaking'), clips: Clip[],
- *            avatar_url: ?(string|{url: string})}} AvatarFrame
+ *            avatar_url: ?(string|{url: string}), avatar_name: ?string}} AvatarFrame
+ *   avatar_url switches the avatar (a character's GLB); avatar_name labels it; "Default avatar" returns to it.
  */
 (async () => {
   // ----------------------------------------------------------------------------------------- boot
@@ -392,12 +393,19 @@
   }
   S.interrupt = interruptTurn; // window.avatarState belongs to the newest mounted player: call it through there
 
+  /** The avatar "Default avatar" returns to: the page's default, or the character a frame switched to. */
+  let home = { url: props.glb_url, source: 'default' };
+
   /** @param {AvatarFrame} frame */
   function onFrame(frame) {
     if (!frame || interrupted.has(frame.turn_id)) return;
     if (frame.avatar_url) {
       const url = typeof frame.avatar_url === 'string' ? frame.avatar_url : frame.avatar_url.url;
-      if (url && url !== S.avatarSource) loadAvatarFromUrl(url, url);
+      const next = { url, source: frame.avatar_name || url };
+      if (url && (next.url !== home.url || S.avatarSource !== next.source)) { // a new one, or back from an upload
+        home = next;
+        loadAvatarFromUrl(home.url, home.source);
+      }
     }
     const clips = frame.clips || [];
     if (!turn || turn.id !== frame.turn_id) {
@@ -697,9 +705,9 @@
       fail(`${file.name} could not be loaded (${err.message || err}). Keeping the current avatar.`, err);
     }
   });
-  element.querySelector('.avatar-reset').addEventListener('click', () => loadAvatarFromUrl(props.glb_url, 'default'));
+  element.querySelector('.avatar-reset').addEventListener('click', () => loadAvatarFromUrl(home.url, home.source));
 
-  await loadAvatarFromUrl(props.glb_url, 'default');
+  await loadAvatarFromUrl(home.url, home.source);
   watch('value', () => onFrame(props.value));
   if (props.value) onFrame(props.value);
 })();
