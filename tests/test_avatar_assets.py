@@ -161,7 +161,8 @@ def test_build_is_deterministic_and_committed_glb_is_current(name: str, tmp_path
     first, second = build(name, tmp_path / "a.glb"), build(name, tmp_path / "b.glb")
     digest = hashlib.sha256(first.read_bytes()).hexdigest()
     assert digest == hashlib.sha256(second.read_bytes()).hexdigest()
-    assert digest == hashlib.sha256(glb_of(name).read_bytes()).hexdigest(), "rebuild: python -m avatar_assets.build_avatar"
+    committed = hashlib.sha256(glb_of(name).read_bytes()).hexdigest()
+    assert digest == committed, "the committed GLB is stale: python -m avatar_assets.build_avatar"
 
 
 def test_bob_curtain_covers_the_ears_without_touching_them() -> None:

@@ -17,7 +17,9 @@ from avatar_assets.builder.shape import face_morphs, shape_deltas
 
 LIP_MASK_STEP = (0.12, 0.45)
 """Normalised lip-volume target movement over which a vertex turns from skin to lip colour."""
-LASHES: tuple[tuple[str, str], ...] = (("lashes_left", "helper-l-eyelashes-2"), ("lashes_right", "helper-r-eyelashes-2"))
+LASHES: tuple[tuple[str, str], ...] = (
+    ("lashes_left", "helper-l-eyelashes-2"), ("lashes_right", "helper-r-eyelashes-2"),
+)
 
 
 def head_frame(shaped: np.ndarray, body_tris: np.ndarray, chin_y: float) -> tuple[np.ndarray, np.ndarray]:

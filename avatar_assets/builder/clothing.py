@@ -7,7 +7,12 @@ from collections.abc import Iterable
 import numpy as np
 
 from avatar_assets.builder.geometry import (
-    Part, boundary_loops, ear_clip, smoothstep, srgb_to_linear, subdivide,
+    Part,
+    boundary_loops,
+    ear_clip,
+    smoothstep,
+    srgb_to_linear,
+    subdivide,
 )
 from avatar_assets.builder.params import Bust
 
