@@ -93,6 +93,9 @@ def load_motion(path: Path = MOTION_PATH) -> dict[str, Any]:
         for key in ("nod_amplitude_rad", "nod_period_s", "tilt_rad"):
             if not isinstance(state.get(key), int | float):
                 raise ConfigError(f"{path} states.{name}.{key} must be a number")
+        for key in ("saccade_scale", "look_at_camera"):  # eye contact: fewer saccades, eyes on the camera
+            if not isinstance(state.get(key), int | float) or not 0.0 <= state[key] <= 1.0:
+                raise ConfigError(f"{path} states.{name}.{key} must be a number in [0, 1]")
     idle = motion.get("idle")
     if not isinstance(idle, dict) or not idle:
         raise ConfigError(f"{path}: 'idle' must be an object of motion parameters")

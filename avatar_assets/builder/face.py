@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -23,14 +24,44 @@ BLUSH_RADIUS, BLUSH_STRENGTH, BLUSH_STRETCH_Y = 0.2, 0.45, 1.3
 FRONT_FACE_Z = (0.9, 1.2)
 """hm08 depth over which a skin point counts as facing front (blush only there)."""
 
-# Mouth helpers (name, obj group, material, colour, scale about the front-centre, shift in dm, morph that undoes
-# the move): the teeth are narrowed so their sides stay inside the lip corners, the upper row drops to show below
-# the upper lip when the jaw opens, and the tongue sits smaller, lower and further back (until it is stuck out).
-MOUTH_PARTS: tuple[tuple[str, str, str, str, tuple[float, ...], tuple[float, ...], str | None], ...] = (
-    ("teeth_upper", "helper-upper-teeth", "teeth", "teeth", (0.86, 1.0, 1.0), (0.0, -0.035, 0.0), None),
-    ("teeth_lower", "helper-lower-teeth", "teeth", "teeth", (0.86, 1.0, 1.0), (0.0, -0.01, -0.01), None),
-    ("tongue", "helper-tongue", "tongue", "tongue", (0.8, 0.7, 0.9), (0.0, -0.04, -0.06), "tongueOut"),
+@dataclass(frozen=True)
+class MouthPart:
+    """A mouth helper of hm08: its obj group, colour, how it is placed, and (teeth) where the teeth part.
+
+    The part is rescaled by ``scale`` about its front-centre and moved by ``shift`` (dm); the morph ``undo`` carries
+    it back. ``gaps`` are the |x| (dm) of the lines between teeth; ``gum_side`` +1 puts the gums at the top
+    (upper row), -1 at the bottom.
+    """
+
+    name: str
+    group: str
+    material: str
+    color: str
+    scale: tuple[float, float, float]
+    shift: tuple[float, float, float]
+    undo: str | None = None
+    gaps: tuple[float, ...] = ()
+    gum_side: int = 0
+
+
+# The teeth are narrowed so their sides stay inside the lip corners, the upper row drops to show below the upper
+# lip when the jaw opens, and the tongue sits smaller, lower and further back (until it is stuck out). Tooth widths
+# follow adult averages: incisors 8.5/6.5 mm, canines 7.5 mm (upper); 5.5/6 mm and 6.5 mm (lower).
+MOUTH_PARTS: tuple[MouthPart, ...] = (
+    MouthPart("teeth_upper", "helper-upper-teeth", "teeth", "teeth", (0.86, 1.0, 1.0), (0.0, -0.035, 0.0),
+              gaps=(0.0, 0.085, 0.15, 0.225, 0.30), gum_side=1),
+    MouthPart("teeth_lower", "helper-lower-teeth", "teeth", "teeth", (0.86, 1.0, 1.0), (0.0, -0.01, -0.01),
+              gaps=(0.0, 0.055, 0.115, 0.18, 0.25), gum_side=-1),
+    MouthPart("tongue", "helper-tongue", "tongue", "tongue", (0.8, 0.7, 0.9), (0.0, -0.04, -0.06), "tongueOut"),
 )
+TEETH_SUBDIVISIONS = 3
+"""hm08's teeth are 68 vertices a row: subdivided so the lines between teeth and the gums can be painted."""
+TOOTH_GAP_DM, TOOTH_GAP_SHADE = 0.011, 0.55
+"""Half-width of the shadow between two teeth, and how dark its middle is."""
+GUM_BAND_DM = 0.07
+"""Height of the gum band at the root of each row."""
+EDGE_BAND_DM, EDGE_SHADE = 0.03, 0.8
+"""The biting edge is slightly translucent: this band at the tip keeps this fraction of the tooth colour."""
 MOUTH_DEPTH_SHADE = (0.3, 0.7)
 """A mouth helper's back (towards the throat) keeps the first fraction of its colour; its front gains the second."""
 
@@ -168,6 +199,19 @@ def eye_part(side: str, radius: float, colors: Colors) -> Part:
             rot = np.array([[np.cos(ang), 0, np.sin(ang)], [0, 1, 0], [-np.sin(ang), 0, np.cos(ang)]])
         morphs[f"eyeLook{direction}{side}"] = pos @ rot.T - pos
     return Part(f"eye{side}", "eye", pos, np.asarray(tris, dtype=np.int64), vertex_colors, morphs, normals)
+
+
+def shade_teeth(part: Part, mouth: MouthPart, colors: Colors) -> None:
+    """Paint a row of teeth as teeth: darker lines between them, gums at the root, a translucent biting edge."""
+    x, y = np.abs(part.positions[:, 0]), part.positions[:, 1]
+    gap = np.min(np.abs(x[:, None] - np.asarray(mouth.gaps)[None, :]), axis=1)
+    shade = 1 - (1 - TOOTH_GAP_SHADE) * np.exp(-((gap / TOOTH_GAP_DM) ** 2))
+    root, tip = (y.max(), y.min()) if mouth.gum_side > 0 else (y.min(), y.max())
+    from_root = np.abs(y - root)
+    edge = EDGE_SHADE + (1 - EDGE_SHADE) * smoothstep(0.0, EDGE_BAND_DM, np.abs(y - tip))
+    gums = 1 - smoothstep(0.6 * GUM_BAND_DM, GUM_BAND_DM, from_root)
+    tooth = srgb_to_linear(colors["teeth"])[None, :] * (shade * edge)[:, None]
+    part.colors = tooth * (1 - gums[:, None]) + srgb_to_linear(colors["gums"])[None, :] * gums[:, None]
 
 
 def place_in_mouth(part: Part, scale: np.ndarray, shift: np.ndarray, undo: str | None) -> None:

@@ -107,6 +107,17 @@ def subdivide(positions: np.ndarray, normals: np.ndarray, triangles: np.ndarray,
     return positions, normals, triangles
 
 
+def subdivide_part(part: Part, levels: int) -> Part:
+    """Subdivide a part ``levels`` times; colours and morph deltas are interpolated like the positions."""
+    names = sorted(part.morphs)
+    columns = np.concatenate([part.positions, part.colors, *(part.morphs[k] for k in names)], axis=1)
+    normals = smooth_normals(part.positions, part.triangles)
+    columns, _, triangles = subdivide(columns, normals, part.triangles, levels)
+    positions, colors = columns[:, :3], columns[:, 3:6]
+    morphs = {k: columns[:, 6 + 3 * i:9 + 3 * i] for i, k in enumerate(names)}
+    return Part(part.name, part.material, positions, triangles, colors, morphs)
+
+
 def surface_samples(part: Part, k: int = 3) -> np.ndarray:
     """Points spread over every triangle of a part (a barycentric grid of ``k`` steps per edge)."""
     a, b, c = (part.positions[part.triangles[:, i]] for i in range(3))

