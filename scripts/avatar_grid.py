@@ -45,7 +45,7 @@ SPEECH_SHOTS: tuple[tuple[str, str], ...] = (
 """(viseme, emotion) of the mid-speech shots."""
 STILL_MOTION = {"blink_interval_s": [1e6, 1e6], "saccade_amplitude": 0.0, "head_sway_rad": 0.0, "breath_amplitude": 0.0}
 TILE_PX, LABEL_PX, GAP_PX, COLUMNS = 400, 34, 6, 4
-HIDE_OVERLAYS = ".avatar-status, .avatar-toolbar { display: none !important; }"
+HIDE_OVERLAYS = ".avatar-status, .avatar-toolbar, .avatar-report { display: none !important; }"
 
 
 def silent_wav(path: Path, seconds: float, rate: int = 16000) -> Path:

@@ -368,6 +368,11 @@ def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:
     report = state(page)["morphReport"]
     assert report["mode"] == "none" and report["morphCount"] == 0
     assert any("will not move" in w for w in report["warnings"]), report
+    assert report["verdict"] == "none" and "no viseme, ARKit or eye morphs" in report["message"], report
+    assert "Lip-sync: none" in report["lines"][0] and "Gaze: none" in report["lines"][3], report["lines"]
+    panel = page.locator("#avatar .avatar-report")
+    assert panel.get_attribute("open") is not None and "cannot move its mouth" in panel.inner_text()
+    assert "nothing to animate" in page.inner_text("#avatar .avatar-status")
     frames = state(page)["framesRendered"]
     page.wait_for_function(f"window.avatarState.framesRendered > {frames + 10}", timeout=WAIT_MS)
 
@@ -397,6 +402,9 @@ def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:
     page.wait_for_function("window.avatarState.avatarSource === 'jawed.glb'", timeout=WAIT_MS)
     report = state(page)["morphReport"]
     assert report["mode"] == "jaw" and report["jawBone"] == "Jaw", report
+    assert report["verdict"] == "partial" and not report["message"], report
+    assert report["lines"][0] == 'Lip-sync: falls back to opening the jaw bone "Jaw" (no viseme or ARKit mouth morphs)'
+    assert report["lines"][4].startswith("Head motion: falls back"), report["lines"]
 
     page.click("#avatar .avatar-reset")
     page.wait_for_function("window.avatarState.avatarSource === 'default'", timeout=WAIT_MS)
@@ -409,6 +417,8 @@ def test_default_avatar_oculus(page, artifacts: Path) -> None:
     page.wait_for_function(f"window.avatarState.avatarSource === '{DEFAULT_GLB.name}'", timeout=WAIT_MS)
     report = state(page)["morphReport"]
     assert report["mode"] == "oculus" and len(report["visemesFound"]) == 15 and report["warnings"] == [], report
+    assert report["verdict"] == "full" and report["lines"][0] == "Lip-sync: Oculus visemes (15 of 15)", report
+    assert len(report["eyeMorphsFound"]) == 8 and report["lines"][3] == "Gaze: eyeLook morphs (8 of 8)", report
     page.wait_for_function(
         "window.avatarState.morphs.jawOpen < 0.01 && window.avatarState.morphs.eyeBlinkLeft < 0.05", timeout=WAIT_MS
     )

@@ -23,6 +23,7 @@
   const stage = element.querySelector('.avatar-stage');
   const statusEl = element.querySelector('.avatar-status');
   const toolbar = element.querySelector('.avatar-toolbar');
+  const reportEl = element.querySelector('.avatar-report');
   stage.style.height = `${props.height}px`;
   if (!props.allow_upload) toolbar.classList.add('hidden');
 
@@ -251,12 +252,60 @@
     if (exprFound.length === 0) warnings.push('no ARKit expression morphs: emotions are not shown');
     const blink = channels.blink.every(has);
     if (!blink) warnings.push(`no blink morphs (${channels.blink.join(', ')})`);
-    return {
+    const looks = [channels.look_left, channels.look_right, channels.look_up, channels.look_down];
+    const eyeNames = [...new Set(looks.flat())];
+    const report = {
       source, mode, meshes, morphCount: morphIndex.size, morphNames: [...morphIndex.values()].map((m) => m.name),
       visemesFound, arkitFound, expressionMorphsFound: exprFound, blink,
+      eyeMorphsFound: eyeNames.filter(has), eyeBones: eyeBones.map((b) => b.name),
       gaze: eyeMorphs || eyeBones.length === 2,
       headBone: headBone ? headBone.name : null, jawBone: jawBone ? jawBone.name : null, warnings,
     };
+    return { ...report, ...checkAvatar(report, { visemeNames, arkitNames, exprNames, eyeNames }) };
+  }
+
+  /** The GLB check shown under "Avatar check": per feature what drives it and what falls back; a verdict
+   *  (full | partial | none) and, for a GLB with nothing to animate, one clear message. */
+  function checkAvatar(r, wanted) {
+    const of = (found, all) => `${found.length} of ${all.length}`;
+    const lines = [];
+    const lipsync = {
+      oculus: `Lip-sync: Oculus visemes (${of(r.visemesFound, wanted.visemeNames)})`,
+      arkit: `Lip-sync: ARKit mouth morphs through the viseme map (${of(r.arkitFound, wanted.arkitNames)}); no Oculus visemes`,
+      jaw: `Lip-sync: falls back to opening the jaw bone "${r.jawBone}" (no viseme or ARKit mouth morphs)`,
+      none: 'Lip-sync: none (no viseme or ARKit mouth morphs, no jaw bone)',
+    }[r.mode];
+    lines.push(lipsync);
+    lines.push(r.expressionMorphsFound.length
+      ? `Emotions: ARKit expression morphs (${of(r.expressionMorphsFound, wanted.exprNames)})`
+      : 'Emotions: not shown (no ARKit expression morphs)');
+    lines.push(r.blink ? `Blink: ${channels.blink.join(', ')}` : 'Blink: none (no eyeBlink morphs)');
+    if (r.eyeMorphsFound.length === wanted.eyeNames.length) {
+      lines.push(`Gaze: eyeLook morphs (${of(r.eyeMorphsFound, wanted.eyeNames)})`);
+    } else if (r.eyeBones.length === 2) lines.push(`Gaze: falls back to the eye bones ${r.eyeBones.join(', ')}`);
+    else lines.push(`Gaze: none (eyeLook morphs ${of(r.eyeMorphsFound, wanted.eyeNames)}, no pair of eye bones)`);
+    lines.push(r.headBone ? `Head motion: head bone "${r.headBone}"`
+      : 'Head motion: falls back to turning the whole model (no head bone)');
+    const animated = [r.mode !== 'none', r.expressionMorphsFound.length > 0, r.blink, r.gaze];
+    const verdict = animated.every(Boolean) && r.mode !== 'jaw' ? 'full' : animated.some(Boolean) ? 'partial' : 'none';
+    const message = verdict === 'none'
+      ? 'This GLB has no viseme, ARKit or eye morphs and no jaw or eye bones: it is shown, but it cannot move its ' +
+        'mouth, show emotions, blink or look around. Use a GLB with Oculus viseme_* or ARKit blend shapes ' +
+        '(Ready Player Me-style exports, ARKit-rigged models, or this project\'s builder).'
+      : '';
+    return { lines, verdict, message };
+  }
+
+  function showReport(report) {
+    reportEl.querySelector('.avatar-report-title').textContent = `Avatar check: ${report.source} (${report.verdict})`;
+    const list = reportEl.querySelector('ul');
+    list.replaceChildren(...[...report.lines, ...(report.message ? [report.message] : [])].map((text) => {
+      const li = document.createElement('li');
+      li.textContent = text;
+      return li;
+    }));
+    reportEl.classList.toggle('avatar-report-bad', report.verdict === 'none');
+    if (report.verdict === 'none') reportEl.open = true;
   }
 
   function disposeModel(root) {
@@ -293,8 +342,10 @@
     S.morphReport = report;
     S.avatarSource = source;
     S.ready = true;
-    showStatus(`${source}: ${report.mode} lip-sync, ${report.morphCount} morphs` +
-      (report.warnings.length ? ` — ${report.warnings.join('; ')}` : ''));
+    showStatus(report.verdict === 'none' ? `${source}: nothing to animate (see Avatar check)`
+      : `${source}: ${report.mode} lip-sync, ${report.morphCount} morphs` +
+        (report.warnings.length ? ` — ${report.warnings.join('; ')}` : ''));
+    showReport(report);
     trigger('avatar_loaded', report);
   }
 
