@@ -108,7 +108,7 @@ def test_ask_takes_a_character_name_last(app_url):
     *_, details = client.predict("Say hello.", None, api_name="/ask")  # callers from before characters still work
     assert details["character"] == "Sam" and details["voice"] == "piper"
     *_, details = client.predict("Say hello.", None, "ava", api_name="/ask")
-    assert details["character"] == "Ava"
+    assert details["character"] == "Ava" and details["cache"] == "miss"  # Sam's cached answer is not Ava's
     with pytest.raises(Exception, match="Nova is not available: edge/en-US-JennyNeural"):
         client.predict("Say hello.", None, "Nova", api_name="/ask")
     with pytest.raises(Exception, match="no character called 'Bob'"):
