@@ -12,7 +12,9 @@ import gradio as gr
 import pandas as pd
 
 from components.avatar import Avatar, avatar_clip, avatar_frame, emotion_payload, track_payload
+from components.character_picker import CharacterPicker
 from components.voice_input import VoiceInput, read_utterance
+from core.characters import CharacterBook
 from core.config import AppConfig, load_config
 from core.errors import PipelineError
 from core.experiments import ExperimentBook, ExperimentRunner
@@ -20,7 +22,7 @@ from core.experiments.report import experiment_choices, experiment_report, repor
 from core.feedback import COMMENT_PROMPTS, AnswerKeys, feedback_markdown, rating_of, recent_feedback_table
 from core.pipeline import Pipeline
 from core.turnstore import StoreUnavailable
-from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTurn
+from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, TurnOptions, UserTurn
 
 log = logging.getLogger("avatar_assistant")
 
@@ -124,20 +126,29 @@ class LiveTurn:
 # -- the app ------------------------------------------------------------------------------------------------------
 
 
-def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -> gr.Blocks:
+def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
+              characters: CharacterBook | None = None) -> gr.Blocks:
     """Create the Blocks UI around a pipeline (no model is loaded here); ``experiments`` assigns sessions to the
-    running A/B experiment's variants (default: the configured experiments file)."""
+    running A/B experiment's variants (default: the configured experiments file); ``characters`` are the faces and
+    voices to pick from (default: ``data/characters.json``)."""
 
     live: dict[str, LiveTurn] = {}
     """Each session's latest turn (its cancel event and what it has said so far), for barge-in."""
     experiments = experiments or ExperimentRunner(ExperimentBook.load(pipeline.config.experiments), pipeline.turn_log)
     answers = AnswerKeys()
+    characters = characters or CharacterBook.load()
+    picker = CharacterPicker(characters)
 
     def session_of(request: gr.Request | None) -> str:
         return getattr(request, "session_hash", None) or "anonymous"
 
+    def turn_options(session_id: str, character: str | None) -> TurnOptions:
+        """The session's experiment options, speaking as ``character`` (raises ConfigError if it cannot speak)."""
+        check = characters.check(character)
+        return characters.options_for(check, experiments.options_for(session_id), pipeline.config)
+
     def run(text: str | None, audio_path: str | None, chat: list[dict], history: list[dict], session_id: str,
-            *, spoken: bool = False) -> Iterator[tuple]:
+            character: str, *, spoken: bool = False) -> Iterator[tuple]:
         """Run one turn, streaming chat text and avatar clips; errors become a message and change nothing.
 
         The turn stops quietly once a barge-in has interrupted it (``LiveTurn.interrupt`` already fixed the chat).
@@ -151,7 +162,7 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
         reply_text = ""
         try:
             for event in pipeline.run_turn(messages, text=text, audio_path=audio_path, cancel=turn.cancel,
-                                           session_id=session_id, options=experiments.options_for(session_id)):
+                                           session_id=session_id, options=turn_options(session_id, character)):
                 if turn.interrupted:
                     return
                 if isinstance(event, UserTurn):
@@ -191,14 +202,15 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
                 chat.append({"role": "assistant", "content": f"⚠️ {exc.user_message()}"})
             yield chat, avatar_state("idle"), skip, history, skip, skip
 
-    def respond_typed(text: str | None, chat: list[dict], history: list[dict], request: gr.Request) -> Iterator[tuple]:
+    def respond_typed(text: str | None, chat: list[dict], history: list[dict], character: str,
+                      request: gr.Request) -> Iterator[tuple]:
         """A typed question."""
-        yield from run(text, None, chat, history, session_of(request))
+        yield from run(text, None, chat, history, session_of(request), character)
 
     def respond_spoken(text: str | None, audio_path: str | None, chat: list[dict], history: list[dict],
-                       request: gr.Request) -> Iterator[tuple]:
+                       character: str, request: gr.Request) -> Iterator[tuple]:
         """A spoken question: the browser's transcript, or a recording for the server to transcribe."""
-        yield from run(text or None, audio_path or None, chat, history, session_of(request), spoken=True)
+        yield from run(text or None, audio_path or None, chat, history, session_of(request), character, spoken=True)
 
     def interrupt(heard: dict | None, chat: list[dict], history: list[dict], request: gr.Request) -> tuple:
         """Barge-in: cancel the session's turn and keep only what the avatar said (``heard`` comes from the JS hook)."""
@@ -217,16 +229,18 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
             return chat, history, "", ""
         return chat, history, text or "", audio_path or ""
 
-    def ask(text: str | None, audio_path: str | None, request: gr.Request) -> tuple[str, str, dict, dict]:
-        """API: one whole turn. Returns the reply text, its audio (WAV), its lip-sync track and details.
+    def ask(text: str | None, audio_path: str | None, character: str | None,
+            request: gr.Request) -> tuple[str, str, dict, dict]:
+        """API: one whole turn, spoken by ``character`` (a name from ``data/characters.json``; empty: the default).
+        Returns the reply text, its audio (WAV), its lip-sync track and details.
 
         The lip-sync track is Rhubarb's JSON plus ``oculus`` viseme keyframes; details hold the emotion (label, all
         scores), the latency breakdown, the sources, whether the cache answered, the cost under each preset, the
         ``turn_key`` to rate the answer with (``/feedback``), and the experiment variant the caller's session runs.
         """
         session_id = session_of(request)
-        options = experiments.options_for(session_id)
         try:
+            options = turn_options(session_id, character)
             done = list(pipeline.run_turn([], text=text, audio_path=audio_path, session_id=session_id,
                                           options=options))[-1]
         except PipelineError as exc:
@@ -336,7 +350,12 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
         with gr.Tab("Talk"):
             with gr.Row():
                 with gr.Column(scale=5):
-                    avatar = Avatar(elem_id="avatar")
+                    avatar = Avatar(elem_id="avatar", glb_path=characters.default.glb,
+                                    glbs=[characters.get(name).glb for name in characters.names])
+                    character = gr.State(characters.default.name)
+                    character_pick = gr.Dropdown(picker.choices(), value=characters.default.name, label="Character",
+                                                 elem_id="character")
+                    character_note = gr.Markdown(picker.note(characters.default.name), elem_id="character-note")
                     emotion_box = gr.Textbox(label="Emotion of the reply", interactive=False, elem_id="emotion")
                 with gr.Column(scale=6):
                     chat = gr.Chatbot(label="Conversation", height=380, elem_id="chat", buttons=["copy_all"])
@@ -387,12 +406,13 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
         barge_io = ([heard, chat, history], [chat, history])
         turns = [
             trigger(interrupt, *barge_io, **barge_in).then(
-                respond_typed, [question, chat, history], outputs, api_visibility="private")
+                respond_typed, [question, chat, history, character], outputs, api_visibility="private")
             for trigger in (send.click, question.submit)
         ]
         turns.append(
             voice.utterance(take_utterance, barge_io[0], [*barge_io[1], spoken_text, spoken_audio], **barge_in).then(
-                respond_spoken, [spoken_text, spoken_audio, chat, history], outputs, api_visibility="private"))
+                respond_spoken, [spoken_text, spoken_audio, chat, history, character], outputs,
+                api_visibility="private"))
         voice.speech_start(interrupt, *barge_io, **barge_in).then(
             lambda: avatar_state("listening"), None, avatar, api_visibility="private")
         # Speech start drops the running turn's output at once. A new question needs no such cancel: `interrupt`
@@ -405,10 +425,13 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None) -
             trigger(dashboard, [per_day, experiment_pick], dash_out, api_visibility="private")
         experiment_pick.input(experiment_panel, experiment_pick, [experiment_table, experiment_verdict],
                               api_visibility="private")
+        character_pick.input(picker.pick, [character_pick, character],
+                             [character, avatar, character_pick, character_note], api_visibility="private")
         chat.like(rate, None, [comment, rated], api_visibility="private")
         comment.submit(comment_on, [comment, rated], [comment, rated], api_visibility="private")
 
-        api_inputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath")]
+        api_inputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath"),
+                      gr.Textbox(visible=False, label="character", value="")]
         api_outputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath"), gr.JSON(visible=False),
                        gr.JSON(visible=False)]
         gr.Button(visible=False).click(ask, api_inputs, api_outputs, api_name="ask")
