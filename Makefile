@@ -53,7 +53,7 @@ $(BUNDLE): components/package.json components/package-lock.json components/three
 avatar: $(STAMPS)/python-test
 	$(PYTHON) -m avatar_assets.build_avatar
 
-# The README's picture of the avatar: screenshots of the real component in headless Chromium.
+# The README's pictures of the characters (docs/avatar_grid_<name>.png): the real component in headless Chromium.
 grid: install-test
 	$(PYTHON) scripts/avatar_grid.py
 

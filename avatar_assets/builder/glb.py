@@ -15,8 +15,8 @@ DM_TO_M = 0.1
 """hm08 is modelled in decimetres; the GLB is in metres."""
 GENERATOR = "avatar_assets/build_avatar.py"
 MATERIALS: Mapping[str, tuple[float, float]] = {  # name: (roughness, metallic); colours come from COLOR_0
-    "skin": (0.62, 0.0), "hair": (0.68, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.5, 0.0),
-    "tongue": (0.45, 0.0), "lash": (0.8, 0.0),
+    "skin": (0.62, 0.0), "hair": (0.68, 0.0), "brow": (0.85, 0.0), "eye": (0.12, 0.0), "teeth": (0.6, 0.0),
+    "tongue": (0.8, 0.0), "lash": (0.8, 0.0),  # a matte tongue: a glossy one reads as a white block
     "cloth": (0.9, 0.0),
 }
 DOUBLE_SIDED = ("lash", "hair")
