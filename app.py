@@ -236,7 +236,8 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
 
         The lip-sync track is Rhubarb's JSON plus ``oculus`` viseme keyframes; details hold the emotion (label, all
         scores), the latency breakdown, the sources, whether the cache answered, the cost under each preset, the
-        ``turn_key`` to rate the answer with (``/feedback``), and the experiment variant the caller's session runs.
+        ``turn_key`` to rate the answer with (``/feedback``), the experiment variant the caller's session runs, and
+        the character and voice that spoke.
         """
         session_id = session_of(request)
         try:
@@ -255,6 +256,8 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
             "turn_key": done.turn_key,
             "experiment": options.experiment or None,
             "variant": options.variant or None,
+            "character": characters.get(character).name,
+            "voice": options.tts,
         }
         return done.reply.text, done.wav_path, lipsync, details
 
