@@ -353,7 +353,7 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
         with gr.Tab("Talk"):
             with gr.Row():
                 with gr.Column(scale=5):
-                    avatar = Avatar(elem_id="avatar", glb_path=characters.default.glb,
+                    avatar = Avatar(elem_id="avatar", glb_path=characters.default.glb, glb_name=characters.default.name,
                                     glbs=[characters.get(name).glb for name in characters.names])
                     character = gr.State(characters.default.name)
                     character_pick = gr.Dropdown(picker.choices(), value=characters.default.name, label="Character",

@@ -262,6 +262,7 @@ class Avatar(gr.HTML):
         glb_path: str | Path | None = None,
         glb_url: str | None = None,
         glbs: Sequence[str | Path] = (),
+        glb_name: str = "default",
         height: int = DEFAULT_HEIGHT_PX,
         viseme_map_path: str | Path = DEFAULT_VISEME_MAP,
         expressions_path: str | Path = DEFAULT_EXPRESSIONS,
@@ -277,6 +278,7 @@ class Avatar(gr.HTML):
                 the default character's.
             glb_url: the default avatar as a URL instead of a local file.
             glbs: more local GLBs to serve, which ``character_frame`` frames switch to.
+            glb_name: what the page calls the default avatar (its status line, ``avatarState.avatarSource``).
             height: canvas height in pixels.
             viseme_map_path: JSON ``{"viseme_aa": {"jawOpen": 0.7, ...}}`` used for avatars without Oculus morphs.
             expressions_path: JSON ``{"joy": {"mouthSmileLeft": 0.7, ...}}``, the ARKit pose of each emotion.
@@ -312,6 +314,7 @@ class Avatar(gr.HTML):
                 "RoomEnvironment": f"{cdn}/examples/jsm/environments/RoomEnvironment.js",
             },
             glb_url=glb_url,
+            glb_name=glb_name,
             height=int(height),
             viseme_names=list(VISEME_MORPHS),
             viseme_map=load_pose_map(Path(viseme_map_path), VISEME_MORPHS),

@@ -76,6 +76,7 @@ def test_each_character_loads_speaks_and_rests_and_an_unavailable_one_is_refused
     console = console_collector(page)
     page.goto(app_url)
     page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=WAIT_MS)
+    assert page.evaluate("window.avatarState.avatarSource") == "Sam"
     assert "Speaking: Sam" in page.locator("#character-note").inner_text()
     assert "Nova is not available: edge/en-US-JennyNeural" in page.locator("#character-note").inner_text()
     for name in ("Sam", "Ava"):

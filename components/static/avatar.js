@@ -457,7 +457,7 @@
   S.interrupt = interruptTurn; // window.avatarState belongs to the newest mounted player: call it through there
 
   /** The avatar "Default avatar" returns to: the page's default, or the character a frame switched to. */
-  let home = { url: props.glb_url, source: 'default' };
+  let home = { url: props.glb_url, source: props.glb_name };
 
   /** @param {AvatarFrame} frame */
   function onFrame(frame) {
