@@ -117,6 +117,12 @@ def test_map_loader_rejects_bad_tables(tmp_path: Path) -> None:
     bad.write_text(text)
     with pytest.raises(ValueError, match="duplicate"):
         shape.load_expressions(bad)
+    gains = shape.load_gains()
+    assert gains["browDownLeft"] > 1 and set(gains) <= set(shape.ARKIT_NAMES)
+    for wrong, message in (({"browDownMiddle": 1.5}, "unknown ARKit name"), ({"browDownLeft": 9.0}, "must be in")):
+        bad.write_text(json.dumps(wrong))
+        with pytest.raises(ValueError, match=message):
+            shape.load_gains(bad)
 
 
 def test_parameter_files_are_validated(tmp_path: Path) -> None:

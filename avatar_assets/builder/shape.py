@@ -102,9 +102,8 @@ def shape_deltas(body: Body, targets: Path, n: int) -> np.ndarray:
     return total
 
 
-def load_json_table(path: Path, valid_keys: Iterable[str], valid_names: Iterable[str]) -> dict[str, dict[str, float]]:
-    """Load a ``{key: {arkit_name: weight}}`` table, rejecting duplicate keys, unknown keys/names, bad weights."""
-
+def read_strict_json(path: Path) -> dict:
+    """A JSON object without its ``_`` comment keys; a key written twice is an error."""
     def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
         keys = [k for k, _ in pairs]
         dup = {k for k in keys if keys.count(k) > 1}
@@ -113,7 +112,12 @@ def load_json_table(path: Path, valid_keys: Iterable[str], valid_names: Iterable
         return dict(pairs)
 
     table = json.loads(path.read_text(), object_pairs_hook=no_duplicates)
-    table = {k: v for k, v in table.items() if not k.startswith("_")}
+    return {k: v for k, v in table.items() if not k.startswith("_")}
+
+
+def load_json_table(path: Path, valid_keys: Iterable[str], valid_names: Iterable[str]) -> dict[str, dict[str, float]]:
+    """Load a ``{key: {arkit_name: weight}}`` table, rejecting duplicate keys, unknown keys/names, bad weights."""
+    table = read_strict_json(path)
     keys, names = set(valid_keys), set(valid_names)
     if set(table) != keys:
         raise ValueError(f"{path.name}: keys must be exactly {sorted(keys)}, got {sorted(table)}")
@@ -138,25 +142,13 @@ def load_expressions(path: Path = EXPRESSIONS_PATH) -> dict[str, dict[str, float
 
 def load_gains(path: Path = GAINS_PATH) -> dict[str, float]:
     """Return ``{arkit_name: gain}``: known names only, each gain in (0, MAX_GAIN]."""
-    table = load_json_table_flat(path)
+    table = {name: float(gain) for name, gain in read_strict_json(path).items()}
     for name, gain in table.items():
         if name not in ARKIT_NAMES:
             raise ValueError(f"{path.name}: unknown ARKit name {name!r}")
         if not 0.0 < gain <= MAX_GAIN:
             raise ValueError(f"{path.name}: gain of {name} must be in (0, {MAX_GAIN}], got {gain}")
     return table
-
-
-def load_json_table_flat(path: Path) -> dict[str, float]:
-    """A ``{name: number}`` JSON table without ``_`` comment keys; a key written twice is an error."""
-    def no_duplicates(pairs: list[tuple[str, object]]) -> dict[str, object]:
-        keys = [k for k, _ in pairs]
-        if len(set(keys)) != len(keys):
-            raise ValueError(f"{path.name}: duplicate keys")
-        return dict(pairs)
-
-    table = json.loads(path.read_text(), object_pairs_hook=no_duplicates)
-    return {k: float(v) for k, v in table.items() if not k.startswith("_")}
 
 
 def face_morphs(obj: ObjMesh, data: Path) -> dict[str, np.ndarray]:
