@@ -19,7 +19,7 @@ from tests.test_characters import closed_port
 
 WAIT_MS = 60_000
 TURN_S = 180
-QUESTION = "Hello! Who are you?"
+QUESTION = "How does the lip-sync work?"
 
 
 @pytest.fixture(scope="module")
@@ -88,7 +88,7 @@ def test_each_character_loads_speaks_and_rests_and_an_unavailable_one_is_refused
         samples, rest = ask_and_watch(page, QUESTION)
         page.screenshot(path=str(artifacts / f"app_character_{name.lower()}.png"))
         activity = [mouth_activity(s["m"]) for s in samples]
-        assert len(samples) >= 5 and max(activity) > 0.3, f"{name}: the mouth never opened: {activity}\n{console}"
+        assert len(samples) >= 3 and max(activity) > 0.3, f"{name}: the mouth never opened: {activity}\n{console}"
         assert mouth_activity(rest) < 0.15, f"{name}: the mouth did not come to rest: {rest}"
 
     pick(page, "Nova (unavailable)")
