@@ -245,7 +245,9 @@ def main(config: AppConfig | None = None) -> None:
         log.info("%s", status.line())
     pipeline.turn_log.store.connect()
     log.info("turn store: %s; %s", pipeline.turn_log.store.status(), experiments.status())
-    demo = build_app(pipeline, experiments)
+    policy = TurnPolicy.for_config(config, pipeline.stages.llm.cpu_threads)
+    log.info("turn policy: %s", policy.status())
+    demo = build_app(pipeline, experiments, policy)
     try:
         demo.queue(default_concurrency_limit=1).launch(server_name=config.host, server_port=config.port)
     finally:
