@@ -70,9 +70,6 @@ AUDIO_STAGE = "Audio"
 AUDIO_BACKEND = "disk"
 """How a failure to write a clip's WAV file is reported (stage and backend)."""
 EMPTY_REPLY = "it wrote no answer; please ask again"
-PRODUCER_STOP_S = 2.0
-"""How long a finished or cancelled turn waits for its LLM producer to close the stream (it notices a cancel at its
-next token); a backend stuck past this is left to finish in its daemon thread."""
 CANCELLED = "The reply was cancelled before it finished."
 
 
@@ -443,7 +440,10 @@ class Pipeline:
             interrupted = interrupted or cancel.is_set()  # the producer stopped early because of the caller
         finally:
             cancel.set()  # stops the producer too, when this consumer fails or is closed
-            producer.join(PRODUCER_STOP_S)  # it closes its LLM stream, freeing what the backend holds, before we go
+            # The producer notices a cancel at its next token and closes its LLM stream, which frees what the backend
+            # holds (the local model's lock) before this turn returns; a backend stuck past its own timeout is left
+            # to end in its daemon thread.
+            producer.join(self.config.llm.timeout_s)
         if interrupted:
             raise TurnCancelled(CANCELLED)
         if reply is None:

@@ -29,6 +29,7 @@ from ui.conversation import TURN_OUTPUTS, Conversation
 CHAT = TURN_OUTPUTS.index("chat")
 HISTORY = TURN_OUTPUTS.index("history")
 QUESTION = "Please tell me about yourself."
+PREPARED_TIMEOUT_S = 900.0
 
 
 @pytest.fixture
@@ -144,6 +145,7 @@ def test_a_cancelled_turn_frees_the_local_model_before_it_returns(config, pipeli
     from core.errors import TurnCancelled
     from core.types import ReplyDelta
 
+    assert pipeline.prepared.wait(PREPARED_TIMEOUT_S)  # start-up's document preparation holds the lock meanwhile
     llm = pipeline.stages.llm
     turns = fake_pipeline(config, llm=llm)
     cancel = threading.Event()
