@@ -49,9 +49,9 @@ $(STAMPS)/apt-test: Makefile
 $(BUNDLE): components/package.json components/package-lock.json components/three_entry.js components/build_bundle.sh
 	bash components/build_bundle.sh
 
-# Rebuild the default avatar GLB from MakeHuman's CC0 mesh (the result is committed).
+# Rebuild every character's avatar GLB from MakeHuman's CC0 mesh (the results are committed).
 avatar: $(STAMPS)/python-test
-	$(PYTHON) avatar_assets/build_avatar.py
+	$(PYTHON) -m avatar_assets.build_avatar
 
 # The README's picture of the avatar: screenshots of the real component in headless Chromium.
 grid: install-test

@@ -8,7 +8,9 @@ import gradio as gr
 import pandas as pd
 
 from components.avatar import Avatar
+from components.character_picker import CharacterPicker
 from components.voice_input import VoiceInput
+from core.characters import CharacterBook
 from core.config import AppConfig, load_config
 from core.errors import PipelineError
 from core.experiments import ExperimentBook, ExperimentRunner
@@ -39,15 +41,19 @@ AVATAR_INTERRUPT_JS = "(heard, chat, history) => [window.avatarState?.interrupt?
 
 
 def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
-              policy: TurnPolicy | None = None) -> gr.Blocks:
+              characters: CharacterBook | None = None, policy: TurnPolicy | None = None) -> gr.Blocks:
     """Create the Blocks UI around a pipeline (no model is loaded here); ``experiments`` assigns sessions to the
-    running A/B experiment's variants (default: the configured experiments file); ``policy`` limits the turns
-    running at once (default: from the configuration, the cores and the LLM)."""
+    running A/B experiment's variants (default: the configured experiments file); ``characters`` are the faces and
+    voices to pick from (default: ``data/characters.json``); ``policy`` limits the turns running at once (default:
+    from the configuration, the cores and the LLM)."""
 
     experiments = experiments or ExperimentRunner(ExperimentBook.load(pipeline.config.experiments), pipeline.turn_log)
     policy = policy or TurnPolicy.for_config(pipeline.config, pipeline.stages.llm.cpu_threads)
     answers = AnswerKeys()
-    conversation = Conversation(pipeline, experiments, policy, answers, gradio_upload_budget(pipeline.config))
+    characters = characters or CharacterBook.load()
+    picker = CharacterPicker(characters)
+    conversation = Conversation(pipeline, experiments, characters, policy, answers,
+                                gradio_upload_budget(pipeline.config))
 
     def feedback(turn_key: str, rating: str, comment: str | None, request: gr.Request) -> dict:
         """API: rate an answer. ``turn_key`` comes from ``/ask``'s details; ``rating`` is "up", "down", or "" to
@@ -142,7 +148,12 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
         with gr.Tab("Talk"):
             with gr.Row():
                 with gr.Column(scale=5):
-                    avatar = Avatar(elem_id="avatar")
+                    avatar = Avatar(elem_id="avatar", glb_path=characters.default.glb,
+                                    glbs=[characters.get(name).glb for name in characters.names])
+                    character = gr.State(characters.default.name)
+                    character_pick = gr.Dropdown(picker.choices(), value=characters.default.name, label="Character",
+                                                 elem_id="character")
+                    character_note = gr.Markdown(picker.note(characters.default.name), elem_id="character-note")
                     emotion_box = gr.Textbox(label="Emotion of the reply", interactive=False, elem_id="emotion")
                 with gr.Column(scale=6):
                     chat = gr.Chatbot(label="Conversation", height=380, elem_id="chat", buttons=["copy_all"])
@@ -199,13 +210,14 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
         queued = [chat, history, avatar, queue_note, ticket]
         turns = [
             trigger(conversation.queue_turn, barge_inputs, queued, **barge_in).then(
-                conversation.respond_typed, [question, chat, history, ticket], outputs, **in_turn)
+                conversation.respond_typed, [question, chat, history, ticket, character], outputs, **in_turn)
             for trigger in (send.click, question.submit)
         ]
         turns.append(
             voice.utterance(conversation.take_utterance, barge_inputs,
                             [chat, history, spoken_text, spoken_audio, avatar, queue_note, ticket], **barge_in).then(
-                conversation.respond_spoken, [spoken_text, spoken_audio, chat, history, ticket], outputs, **in_turn))
+                conversation.respond_spoken, [spoken_text, spoken_audio, chat, history, ticket, character], outputs,
+                **in_turn))
         voice.speech_start(conversation.speech_started, barge_inputs, [chat, history, avatar, queue_note],
                            **barge_in)
         # Speech start drops the running turn's output at once (and `speech_started` withdraws the session's waiting
@@ -218,10 +230,13 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
             trigger(dashboard, [per_day, experiment_pick], dash_out, api_visibility="private")
         experiment_pick.input(experiment_panel, experiment_pick, [experiment_table, experiment_verdict],
                               api_visibility="private")
+        character_pick.input(picker.pick, [character_pick, character],
+                             [character, avatar, character_pick, character_note], api_visibility="private")
         chat.like(rate, None, [comment, rated], api_visibility="private")
         comment.submit(comment_on, [comment, rated], [comment, rated], api_visibility="private")
 
-        api_inputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath")]
+        api_inputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath"),
+                      gr.Textbox(visible=False, label="character", value="")]
         api_outputs = [gr.Textbox(visible=False), gr.Audio(visible=False, type="filepath"), gr.JSON(visible=False),
                        gr.JSON(visible=False)]
         gr.Button(visible=False).click(conversation.ask, api_inputs, api_outputs, api_name="ask",
@@ -248,7 +263,7 @@ def main(config: AppConfig | None = None) -> None:
     log.info("turn store: %s; %s", pipeline.turn_log.store.status(), experiments.status())
     policy = TurnPolicy.for_config(config, pipeline.stages.llm.cpu_threads)
     log.info("turn policy: %s", policy.status())
-    demo = build_app(pipeline, experiments, policy)
+    demo = build_app(pipeline, experiments, policy=policy)
     try:
         demo.queue(default_concurrency_limit=1).launch(server_name=config.host, server_port=config.port)
     finally:

@@ -215,7 +215,7 @@ def main(argv: list[str] | None = None) -> None:
     from PIL import Image
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--glb", type=Path, default=HERE / "avatar.glb")
+    parser.add_argument("--glb", type=Path, default=HERE / "sam.glb")
     parser.add_argument("--out", type=Path, default=Path("/tmp/avatar_work/preview"))
     parser.add_argument("--size", type=int, default=384)
     parser.add_argument("--shots", default="front:neutral,three_quarter:neutral,side:neutral,face:neutral,"

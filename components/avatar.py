@@ -11,12 +11,13 @@ Payload (``value``)::
                 "track": {"mouth_cues": [{"start": s, "end": s, "value": "A".."X"}],
                           "keyframes": [{"t": s, "w": {"viseme_aa": 0.8, ...}}]},
                 "emotion": {"label": str, "scores": {label: float}, "intensity": 0..1} | None}],
-     "avatar_url": str | FileData | None}
+     "avatar_url": str | FileData | None, "avatar_name": str | None}
 
 Keyframe times are relative to the clip start. Clips of one ``turn_id`` play back to back, a clip starting at
 ``offset_s`` (seconds from the turn's start) or right after the previous clip, whichever is later; an update with
 the same ``turn_id`` may append clips (already-known clips are recognised by audio file and offset and not
-replayed); a new ``turn_id`` stops the current playback.
+replayed); a new ``turn_id`` stops the current playback. A frame with ``avatar_url`` switches the avatar (a
+character's GLB, see ``character_frame``), labelled ``avatar_name``; "Default avatar" then returns to it.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from typing import Any
 import gradio as gr
 
 from components.static_files import STATIC_DIR, html_component_files
+from core.characters import CharacterBook
 from core.config import PROJECT_ROOT
 from core.datafiles import read_json
 from core.errors import ConfigError
@@ -41,7 +43,6 @@ BUNDLE_PATH = STATIC_DIR / "vendor" / "three-bundle.js"
 MOTION_PATH = STATIC_DIR / "avatar_motion.json"
 PACKAGE_JSON = COMPONENT_DIR / "package.json"
 ASSETS_DIR = PROJECT_ROOT / "avatar_assets"
-DEFAULT_GLB = ASSETS_DIR / "avatar.glb"
 DEFAULT_VISEME_MAP = ASSETS_DIR / "oculus_to_arkit.json"
 DEFAULT_EXPRESSIONS = ASSETS_DIR / "expressions.json"
 
@@ -92,6 +93,9 @@ def load_motion(path: Path = MOTION_PATH) -> dict[str, Any]:
         for key in ("nod_amplitude_rad", "nod_period_s", "tilt_rad"):
             if not isinstance(state.get(key), int | float):
                 raise ConfigError(f"{path} states.{name}.{key} must be a number")
+        for key in ("saccade_scale", "look_at_camera"):  # eye contact: fewer saccades, eyes on the camera
+            if not isinstance(state.get(key), int | float) or not 0.0 <= state[key] <= 1.0:
+                raise ConfigError(f"{path} states.{name}.{key} must be a number in [0, 1]")
     idle = motion.get("idle")
     if not isinstance(idle, dict) or not idle:
         raise ConfigError(f"{path}: 'idle' must be an object of motion parameters")
@@ -171,9 +175,21 @@ def avatar_frame(
     clips: Sequence[Mapping[str, Any]] = (),
     *,
     avatar_url: str | None = None,
+    avatar_name: str | None = None,
 ) -> dict[str, Any]:
     """Build the component's value: a turn id, the avatar's state and the clips to play."""
-    return {"turn_id": turn_id, "state": state, "clips": [dict(c) for c in clips], "avatar_url": avatar_url}
+    return {"turn_id": turn_id, "state": state, "clips": [dict(c) for c in clips], "avatar_url": avatar_url,
+            "avatar_name": avatar_name}
+
+
+def character_frame(name: str, glb: Path) -> dict[str, Any]:
+    """A frame that switches the avatar to a character's GLB (served statically: pass it in ``Avatar(glbs=...)``)."""
+    return avatar_frame(f"character-{name}", "idle", avatar_url=static_url(glb), avatar_name=name)
+
+
+def default_glb() -> Path:
+    """The default character's avatar (``data/characters.json``)."""
+    return CharacterBook.load().default.glb
 
 
 _NUMBER = {"type": "number"}
@@ -224,6 +240,7 @@ _API_SCHEMA: dict[str, Any] = {
             },
         },
         "avatar_url": {"anyOf": [{"type": "string"}, {"$ref": "#/$defs/FileData"}, {"type": "null"}]},
+        "avatar_name": {"anyOf": [{"type": "string"}, {"type": "null"}]},
     },
     "required": ["turn_id", "state"],
 }
@@ -242,8 +259,9 @@ class Avatar(gr.HTML):
         self,
         value: Mapping[str, Any] | None = None,
         *,
-        glb_path: str | Path | None = DEFAULT_GLB,
+        glb_path: str | Path | None = None,
         glb_url: str | None = None,
+        glbs: Sequence[str | Path] = (),
         height: int = DEFAULT_HEIGHT_PX,
         viseme_map_path: str | Path = DEFAULT_VISEME_MAP,
         expressions_path: str | Path = DEFAULT_EXPRESSIONS,
@@ -255,8 +273,10 @@ class Avatar(gr.HTML):
 
         Args:
             value: an initial frame (see the module docstring), usually None.
-            glb_path: the default avatar, a local GLB served statically (ignored when ``glb_url`` is given).
+            glb_path: the default avatar, a local GLB served statically (ignored when ``glb_url`` is given); None:
+                the default character's.
             glb_url: the default avatar as a URL instead of a local file.
+            glbs: more local GLBs to serve, which ``character_frame`` frames switch to.
             height: canvas height in pixels.
             viseme_map_path: JSON ``{"viseme_aa": {"jawOpen": 0.7, ...}}`` used for avatars without Oculus morphs.
             expressions_path: JSON ``{"joy": {"mouthSmileLeft": 0.7, ...}}``, the ARKit pose of each emotion.
@@ -264,11 +284,9 @@ class Avatar(gr.HTML):
             max_upload_mb: size cap of a user GLB.
             **kwargs: passed to ``gr.HTML`` (elem_id, visible, ...).
         """
-        static_paths = [STATIC_DIR]
+        static_paths = [STATIC_DIR, *(Path(p).resolve() for p in glbs)]
         if glb_url is None:
-            if glb_path is None:
-                raise ConfigError("Avatar needs glb_path or glb_url")
-            glb_path = Path(glb_path).resolve()
+            glb_path = Path(glb_path or default_glb()).resolve()
             if not glb_path.is_file():
                 logger.warning("avatar GLB %s does not exist (yet); the browser will report it", glb_path)
             static_paths.append(glb_path)

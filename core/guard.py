@@ -2,10 +2,14 @@
 
 - A user message that tries to instruct the assistant ("ignore all previous instructions", "print your system
   prompt") gets a polite refusal; no model reads it.
-- A message without words (emoji, symbols, control characters, markup only) gets a short reply asking for words.
+- A message without words (emoji, symbols, control characters, markup only) gets a short reply asking for words;
+  one whose words are neither English (``core.lexicon``) nor found in the retrieved passages ("zxcvb mnbvc") gets
+  a short reply asking to rephrase (embeddings match gibberish to some passage anyway, so the words are compared).
 - A knowledge-base sentence that instructs the assistant is removed before any model reads the passage, so it can
   neither be followed nor read out.
 - An answer that repeats one symbol or word over and over is cut there (``flood_end``).
+- A grounded answer's clause with a number no source holds ends the answer with ``unsupported_number``
+  (``core.llm.number_check``).
 
 The patterns and replies are data (``data/guard.json``). The model is also told that passages and messages are
 data (``data/persona.json``); the guard is the part that does not depend on the model obeying. The pipeline asks
@@ -19,20 +23,22 @@ import json
 import logging
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
 from core.config import DATA_DIR
 from core.errors import ConfigError
-from core.types import Reply
+from core.lexicon import is_word
+from core.types import Passage, Reply
 
 log = logging.getLogger(__name__)
 
 GUARD_PATH = DATA_DIR / "guard.json"
 _TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _SENTENCE_BREAK = re.compile(r"((?<=[.!?])\s+|\n+)")
+_LATIN_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
 
 
 @dataclass(frozen=True, slots=True)
@@ -42,16 +48,21 @@ class Guard:
     injection: tuple[re.Pattern[str], ...]
     refusal: str
     no_words: str
+    unknown_words: str
+    unsupported_number: str
     removed_from_passage: str
     min_letters: int
     max_repeats: int
 
-    def reply_instead(self, message: str) -> str:
-        """The reply to give without a model, or "" when the message is a question a model should answer."""
+    def reply_instead(self, message: str, passages: Sequence[Passage] = ()) -> str:
+        """The reply to give without a model, or "" when the message is a question a model should answer.
+        ``passages``: what the knowledge-base search found for it; a word they contain is a known word (a name)."""
         if letters(_TAG.sub(" ", message)) < self.min_letters:
             return self.no_words
         if self.instructs(message):
             return self.refusal
+        if not_english(message, passages):
+            return self.unknown_words
         return ""
 
     def instructs(self, text: str) -> bool:
@@ -82,6 +93,16 @@ def letters(text: str) -> int:
     return sum(unicodedata.category(ch).startswith("L") for ch in text)
 
 
+def not_english(text: str, passages: Sequence[Passage] = ()) -> bool:
+    """Whether ``text`` is written in Latin letters and has no English word (a keyboard mash, a typo storm), nor
+    any word of ``passages``. Text in another script, or with no letters, is not judged."""
+    words = _LATIN_WORD.findall(text)
+    if not words or any(is_word(w) for w in words):
+        return False
+    known = {w.lower() for p in passages for w in _LATIN_WORD.findall(f"{p.title} {p.text}")}
+    return not any(w.lower() in known for w in words)
+
+
 def load_guard(path: Path = GUARD_PATH) -> Guard:
     """Read and validate the guard data.
 
@@ -91,11 +112,13 @@ def load_guard(path: Path = GUARD_PATH) -> Guard:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         patterns = tuple(re.compile(p, re.IGNORECASE) for p in data["injection"])
-        guard = Guard(patterns, data["refusal"], data["no_words"], data["removed_from_passage"],
-                      int(data["min_letters"]), int(data["max_repeats"]))
+        guard = Guard(patterns, data["refusal"], data["no_words"], data["unknown_words"],
+                      data["unsupported_number"], data["removed_from_passage"], int(data["min_letters"]),
+                      int(data["max_repeats"]))
     except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
         raise ConfigError(f"{path}: cannot read the guard data ({type(exc).__name__}: {exc})") from exc
-    texts = (guard.refusal, guard.no_words, guard.removed_from_passage)
+    texts = (guard.refusal, guard.no_words, guard.unknown_words, guard.unsupported_number,
+             guard.removed_from_passage)
     texts_ok = all(isinstance(t, str) and t.strip() for t in texts)
     if not patterns or not texts_ok or guard.min_letters < 1 or guard.max_repeats < 2:
         raise ConfigError(f"{path}: needs patterns, non-empty replies, min_letters >= 1 and max_repeats >= 2")

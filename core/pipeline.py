@@ -300,7 +300,7 @@ class Pipeline:
                                  units={"queries": 0 if lookup.hit else 1})
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion)
         clips: list[SpokenClip] = []
-        instead = default_guard().reply_instead(user.text)
+        instead = default_guard().reply_instead(user.text, context)
         for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), context,
                                        instead):
             if isinstance(event, SpokenClip):

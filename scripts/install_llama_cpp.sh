@@ -15,6 +15,8 @@
 # The flags go to CMake through scikit-build-core, which reads CMAKE_ARGS. --no-cache-dir keeps pip from reusing a
 # natively tuned wheel cached by an earlier plain `pip install llama-cpp-python` (and from caching this one under
 # the same key); --no-binary makes pip compile from the source distribution even if an index offers a wheel.
+# --no-deps keeps --force-reinstall from reinstalling numpy and the rest; a second, plain install of the same pin
+# then finds the package installed and adds only its missing dependencies (diskcache, jinja2, ...).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
@@ -36,4 +38,5 @@ fi
 echo "install_llama_cpp: compiling llama-cpp-python $version for a portable x86-64 CPU (about 7 min on 2 cores)"
 CMAKE_ARGS="$PORTABLE_CMAKE_ARGS" "$PYTHON" -m pip install --disable-pip-version-check -q --no-cache-dir \
     --force-reinstall --no-deps --no-binary llama-cpp-python "llama-cpp-python==$version"
+"$PYTHON" -m pip install --disable-pip-version-check -q "llama-cpp-python==$version"
 "$PYTHON" -m core.llama_build --check "$version"

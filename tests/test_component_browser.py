@@ -21,11 +21,11 @@ import pytest
 
 from components.avatar import (
     DEFAULT_EXPRESSIONS,
-    DEFAULT_GLB,
     DEFAULT_VISEME_MAP,
     Avatar,
     avatar_clip,
     avatar_frame,
+    default_glb,
     load_pose_map,
 )
 from core.types import EMOTION_LABELS, Emotion, MouthCue, VisemeKey, VisemeTrack
@@ -62,6 +62,7 @@ ARKIT_MORPHS = sorted({m for pose in (*VISEMES.values(), *EXPRESSIONS.values()) 
 SPEECH_TEXT = "Hello there, I am your avatar."
 LONG_TEXT = "Good morning! The weather is lovely today, and I would be glad to help you plan a walk in the park."
 WAIT_MS = 15_000
+DEFAULT_GLB = default_glb()
 
 
 # ------------------------------------------------------------------------------------------------ fixtures
@@ -405,7 +406,7 @@ def test_upload_no_morphs_and_corrupt(page, tmp_path: Path) -> None:
 @pytest.mark.skipif(not DEFAULT_GLB.is_file(), reason="the default avatar has not been built")
 def test_default_avatar_oculus(page, artifacts: Path) -> None:
     page.set_input_files("#avatar .avatar-file", str(DEFAULT_GLB))
-    page.wait_for_function("window.avatarState.avatarSource === 'avatar.glb'", timeout=WAIT_MS)
+    page.wait_for_function(f"window.avatarState.avatarSource === '{DEFAULT_GLB.name}'", timeout=WAIT_MS)
     report = state(page)["morphReport"]
     assert report["mode"] == "oculus" and len(report["visemesFound"]) == 15 and report["warnings"] == [], report
     page.wait_for_function(

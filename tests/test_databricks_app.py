@@ -49,7 +49,7 @@ def test_the_staged_app_fits_databricks_apps(staged):
     assert all(p.stat().st_size <= MAX_FILE_BYTES for p in files)
     names = {str(p.relative_to(staged)) for p in files}
     assert {"app.py", "app.yaml", "databricks.yml", "requirements.txt", "data/experiments.json",
-            "avatar_assets/avatar.glb"} <= names
+            "avatar_assets/sam.glb", "avatar_assets/ava.glb"} <= names
     assert not any(n.startswith(("tests/", "bench/", ".ci/")) or n.endswith((".gguf", ".bin", ".onnx"))
                    for n in names)
     pins = requirements(staged / "requirements.txt")

@@ -73,3 +73,16 @@ def test_the_guard_file_is_validated(tmp_path: Path) -> None:
     bad.write_text(json.dumps({**good, "refusal": " "}))
     with pytest.raises(ConfigError, match="non-empty replies"):
         load_guard(bad)
+
+
+@pytest.mark.parametrize("message", ["zxcvb mnbvc poiuy", "asdfgh qwrtz", "Xkcdq?"])
+def test_a_message_with_no_english_word_is_asked_again_unless_the_passages_have_it(message: str) -> None:
+    unrelated = Passage("Tours start at 10 am.", "tours.md", "Tours", 0.3)
+    assert GUARD.reply_instead(message, [unrelated]) == GUARD.unknown_words
+    naming = Passage(f"The word {message.split()[-1].strip('?')} is our product's name.", "names.md", "Names", 0.3)
+    assert GUARD.reply_instead(message, [naming]) == ""
+
+
+@pytest.mark.parametrize("message", ["Saltmere ferries?", "Wie spät ist es?", "東京はどこですか", "qwerty keyboard"])
+def test_names_next_to_words_and_other_scripts_are_not_junk(message: str) -> None:
+    assert GUARD.reply_instead(message) == ""

@@ -16,6 +16,7 @@ from types import SimpleNamespace
 import pytest
 
 from core.cache import ResponseCache
+from core.characters import CharacterBook
 from core.config import load_config
 from core.disk_budget import FolderBudget
 from core.errors import BackendError
@@ -40,15 +41,15 @@ def config(tmp_path):
 
 def conversation_for(pipeline, tmp_path) -> Conversation:
     experiments = ExperimentRunner(ExperimentBook.load(pipeline.config.experiments), pipeline.turn_log)
-    return Conversation(pipeline, experiments, TurnPolicy(limit=1, session_limit=1), AnswerKeys(),
-                        FolderBudget((tmp_path / "gradio",), 1.0))
+    return Conversation(pipeline, experiments, CharacterBook.load(), TurnPolicy(limit=1, session_limit=1),
+                        AnswerKeys(), FolderBudget((tmp_path / "gradio",), 1.0))
 
 
 def ask_in_chat(conversation: Conversation, question: str = QUESTION, session: str = "tester") -> list[tuple]:
     """What the chat handler yields for one typed question, after it took its place in the queue."""
     request = SimpleNamespace(session_hash=session)
     *_, ticket_id = conversation.queue_turn(None, [], [], request)
-    return list(conversation.respond_typed(question, [], [], ticket_id, request))
+    return list(conversation.respond_typed(question, [], [], ticket_id, "", request))
 
 
 def last_chat(updates: list[tuple]) -> list[dict]:

@@ -12,6 +12,7 @@ import pytest
 from gradio_client import Client
 
 from app import build_app
+from core.characters import CharacterBook
 from core.config import load_config
 from core.disk_budget import FolderBudget
 from core.errors import BusyError
@@ -74,7 +75,8 @@ def test_the_chat_shows_a_waiting_turn_its_place_and_the_avatar_waits(tmp_path):
     config = load_config({"AVATAR_CACHE_DIR": str(tmp_path), "AVATAR_EXPERIMENT": "none"})
     pipeline = fake_pipeline(config)
     policy = TurnPolicy(limit=1, session_limit=1)
-    conversation = Conversation(pipeline, ExperimentRunner(ExperimentBook.load(config.experiments)), policy,
+    conversation = Conversation(pipeline, ExperimentRunner(ExperimentBook.load(config.experiments)),
+                                CharacterBook.load(), policy,
                                 AnswerKeys(), FolderBudget((tmp_path / "gradio",), 1.0))
     busy = policy.enqueue("someone else")
     policy.start(busy)
@@ -82,7 +84,8 @@ def test_the_chat_shows_a_waiting_turn_its_place_and_the_avatar_waits(tmp_path):
     assert avatar["state"] == "waiting"
     assert note == "⏳ 1 turn is ahead of yours. The avatar answers in turn; you can keep typing."
     policy.finish(busy)
-    *_, last = conversation.respond_typed("Hi there", [], [], ticket_id, SimpleNamespace(session_hash="me"))
+    *_, last = conversation.respond_typed("Hi there", [], [], ticket_id, "",
+                                                SimpleNamespace(session_hash="me"))
     assert last[0][-1]["content"].startswith(FAKE_ANSWER)
     assert policy.status().startswith("1 at a time; 0 running, 0 waiting")
 
@@ -120,7 +123,7 @@ def test_every_turn_event_shares_one_concurrency_group_with_the_configured_limit
     with serve_blocks(demo) as url:
         clients = [Client(url, verbose=False) for _ in range(3)]
         with ThreadPoolExecutor(len(clients)) as pool:
-            replies = list(pool.map(lambda c: c.predict("Hello?", None, api_name="/ask")[0], clients))
+            replies = list(pool.map(lambda c: c.predict("Hello?", None, "", api_name="/ask")[0], clients))
     assert replies == [FAKE_ANSWER] * 3
     assert llm.most == 1  # three sessions at once, one turn at a time
 
@@ -132,7 +135,7 @@ def test_one_api_session_cannot_run_two_turns_at_once(tmp_path):
                      policy=TurnPolicy(limit=2, session_limit=1))
     with serve_blocks(demo) as url:
         client = Client(url, verbose=False)
-        jobs = [client.submit("Hello?", None, api_name="/ask") for _ in range(2)]
+        jobs = [client.submit("Hello?", None, "", api_name="/ask") for _ in range(2)]
         outcomes = []
         for job in jobs:
             try:

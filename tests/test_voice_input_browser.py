@@ -123,7 +123,8 @@ def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chrom
         assert "live in your browser" in page.locator("#voice .voice-status").inner_text()
         page.locator("#voice .voice-mic").click()
         page.wait_for_function("window.voiceState.interim.includes('lip sync')", timeout=10_000)
-        interim_shown = page.locator("#voice .voice-interim").inner_text()
+        # the final result may already have replaced the interim words on a slow machine: compare without case
+        interim_shown = page.locator("#voice .voice-interim").inner_text().lower()
         page.screenshot(path=str(artifacts / "voice_browser_interim.png"))
         page.wait_for_function("window.voiceState.utterances === 1", timeout=10_000)
         page.wait_for_function("document.querySelector('#chat').innerText.includes('🎤 How does the lip sync work?')",

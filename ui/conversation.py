@@ -16,13 +16,14 @@ import gradio as gr
 from components.avatar import avatar_clip, avatar_frame
 from components.voice_input import read_utterance
 from core.best_effort import best_effort
+from core.characters import CharacterBook
 from core.disk_budget import FolderBudget
 from core.errors import PipelineError
 from core.experiments import ExperimentRunner
 from core.feedback import AnswerKeys
 from core.pipeline import Pipeline
 from core.turn_policy import TurnPolicy
-from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, UserTurn
+from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete, TurnOptions, UserTurn
 from ui.live_turn import LiveTurn, LiveTurns
 from ui.presentation import PENDING, api_details, api_lipsync, avatar_state, latency_frame, turn_note, with_failure
 
@@ -49,14 +50,20 @@ class Conversation:
     session.
     """
 
-    def __init__(self, pipeline: Pipeline, experiments: ExperimentRunner, policy: TurnPolicy,
-                 answers: AnswerKeys, uploads: FolderBudget) -> None:
+    def __init__(self, pipeline: Pipeline, experiments: ExperimentRunner, characters: CharacterBook,
+                 policy: TurnPolicy, answers: AnswerKeys, uploads: FolderBudget) -> None:
         self.pipeline = pipeline
         self.experiments = experiments
+        self.characters = characters
         self.policy = policy
         self.answers = answers
         self.uploads = uploads
         self.live = LiveTurns()
+
+    def options(self, session_id: str, character: str | None) -> TurnOptions:
+        """The session's experiment options, speaking as ``character`` (raises ConfigError if it cannot speak)."""
+        check = self.characters.check(character)
+        return self.characters.options_for(check, self.experiments.options_for(session_id), self.pipeline.config)
 
     # -- before the queue (these run at once, outside the turn group) -----------------------------------------
 
@@ -100,18 +107,18 @@ class Conversation:
     # -- in the turn group ------------------------------------------------------------------------------------
 
     def respond_typed(self, text: str | None, chat: list[dict], history: list[dict], ticket_id: str,
-                      request: gr.Request) -> Iterator[tuple]:
-        """A typed question."""
-        yield from self._run(text, None, chat, history, ticket_id, session_of(request))
+                      character: str, request: gr.Request) -> Iterator[tuple]:
+        """A typed question, answered by ``character``."""
+        yield from self._run(text, None, chat, history, ticket_id, session_of(request), character)
 
     def respond_spoken(self, text: str | None, audio_path: str | None, chat: list[dict], history: list[dict],
-                       ticket_id: str, request: gr.Request) -> Iterator[tuple]:
+                       ticket_id: str, character: str, request: gr.Request) -> Iterator[tuple]:
         """A spoken question: the browser's transcript, or a recording for the server to transcribe."""
         yield from self._run(text or None, audio_path or None, chat, history, ticket_id, session_of(request),
-                             spoken=True)
+                             character, spoken=True)
 
     def _run(self, text: str | None, audio_path: str | None, chat: list[dict], history: list[dict],
-             ticket_id: str, session_id: str, *, spoken: bool = False) -> Iterator[tuple]:
+             ticket_id: str, session_id: str, character: str, *, spoken: bool = False) -> Iterator[tuple]:
         """Run one queued turn, streaming chat text and avatar clips; errors become a message and change nothing.
 
         A turn superseded while it waited changes nothing at all; one interrupted while it runs stops quietly
@@ -132,7 +139,7 @@ class Conversation:
             yield chat, payload, skip, history, skip, skip, ""
             reply_text = ""
             messages = [ChatMessage(m["role"], m["content"]) for m in history]
-            options = self.experiments.options_for(session_id)
+            options = self.options(session_id, character)
             for event in self.pipeline.run_turn(messages, text=text, audio_path=audio_path, cancel=turn.cancel,
                                                 session_id=session_id, options=options):
                 if turn.was_interrupted:
@@ -180,8 +187,10 @@ class Conversation:
 
     # -- the API ----------------------------------------------------------------------------------------------
 
-    def ask(self, text: str | None, audio_path: str | None, request: gr.Request) -> tuple[str, str, dict, dict]:
-        """API: one whole turn. Returns the reply text, its audio (WAV), its lip-sync track and details.
+    def ask(self, text: str | None, audio_path: str | None, character: str | None,
+            request: gr.Request) -> tuple[str, str, dict, dict]:
+        """API: one whole turn, spoken by ``character`` (a name from ``data/characters.json``; empty: the default).
+        Returns the reply text, its audio (WAV), its lip-sync track and details.
 
         The lip-sync track is Rhubarb's JSON plus ``oculus`` viseme keyframes; details hold the emotion (label, all
         scores), the latency breakdown, the sources, whether the cache answered, the cost under each preset, the
@@ -189,9 +198,9 @@ class Conversation:
         A session past its limit of turns in flight (``AVATAR_SESSION_TURNS``) is refused with a clear error.
         """
         session_id = session_of(request)
-        options = self.experiments.options_for(session_id)
         answered = False
         try:
+            options = self.options(session_id, character)
             ticket = self.policy.enqueue(session_id)
             self.policy.start(ticket)
             try:

