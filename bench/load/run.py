@@ -198,7 +198,7 @@ def one_user(url: str, index: int, turns: int, deadline: float | None) -> list[T
         while (n < turns) if deadline is None else (time.monotonic() < deadline):
             question = QUESTIONS[(index * 7 + n) % len(QUESTIONS)]
             started = time.perf_counter()
-            job = client.submit(question, None, api_name="/ask")
+            job = client.submit(question, None, "", api_name="/ask")  # "": the default character
             processing = None
             while not job.done():
                 if processing is None and job.status().code in (Status.PROCESSING, Status.ITERATING):
