@@ -46,7 +46,7 @@ ASSETS_DIR = PROJECT_ROOT / "avatar_assets"
 DEFAULT_VISEME_MAP = ASSETS_DIR / "oculus_to_arkit.json"
 DEFAULT_EXPRESSIONS = ASSETS_DIR / "expressions.json"
 
-AVATAR_STATES: tuple[str, ...] = ("idle", "listening", "thinking", "speaking")
+AVATAR_STATES: tuple[str, ...] = ("idle", "listening", "waiting", "thinking", "speaking")
 VISEME_MORPHS: tuple[str, ...] = tuple(f"viseme_{v}" for v in OCULUS_VISEMES)
 CDN_ROOT = "https://esm.sh/three@{version}"
 """CDN fallback when the esbuild bundle is missing; esm.sh rewrites the addons' bare ``three`` imports."""

@@ -21,7 +21,15 @@ from typing import Any
 import pandas as pd
 
 from core.config import AppConfig
-from core.costs import COMPONENTS, CostBreakdown, PriceTable, costs_by_preset, monthly_projection, usage_from_turn
+from core.costs import (
+    COMPONENTS,
+    CostBreakdown,
+    PriceTable,
+    TurnUsage,
+    costs_by_preset,
+    monthly_projection,
+    usage_from_turn,
+)
 from core.errors import InputError, PipelineError
 from core.turnstore import AssignmentWrite, FeedbackWrite, SQLiteStore, TurnStore, TurnWrite, create_store
 from core.types import EMOTION_LABELS, Emotion, TurnComplete, TurnOptions, UserTurn
@@ -85,20 +93,15 @@ class TurnLog:
         timestamp: float | None = None,
         turn_key: str | None = None,
         options: TurnOptions | None = None,
+        costs: Mapping[str, CostBreakdown] | None = None,
     ) -> dict[str, CostBreakdown]:
         """Store a finished turn with its cost under every preset; returns those costs by preset name.
 
-        ``turn_key`` (new when None) names the turn for feedback; ``options`` carry its experiment and variant.
-        The spoken question's audio length and ASR backend come from ``user.transcript`` when the pipeline records
-        no "asr" StageMetrics.
+        ``turn_key`` (new when None) names the turn for feedback; ``options`` carry its experiment and variant;
+        ``costs`` are its ``price_turn`` when already computed.
         """
-        transcript = user.transcript
-        usage = usage_from_turn(
-            done,
-            transcript.audio_duration_s if transcript else 0.0,
-            asr_backend=transcript.backend if transcript else "",
-        )
-        costs = costs_by_preset(usage, self.prices)
+        usage = self._usage(user, done)
+        costs = dict(costs) if costs is not None else costs_by_preset(usage, self.prices)
         row = {
             "turn_key": turn_key or new_turn_key(),
             "ts": time.time() if timestamp is None else timestamp,
@@ -124,6 +127,18 @@ class TurnLog:
         row["reply_emotion"], row["reply_emotion_score"] = _emotion(done.emotion)
         self._insert(row, done.timings_s, costs.values())
         return costs
+
+    def price_turn(self, user: UserTurn, done: TurnComplete) -> dict[str, CostBreakdown]:
+        """What a finished turn cost under every preset of the price table, by preset name."""
+        return costs_by_preset(self._usage(user, done), self.prices)
+
+    @staticmethod
+    def _usage(user: UserTurn, done: TurnComplete) -> TurnUsage:
+        """A turn's usage; the spoken question's audio length and ASR backend come from ``user.transcript`` when
+        the pipeline records no "asr" StageMetrics."""
+        transcript = user.transcript
+        return usage_from_turn(done, transcript.audio_duration_s if transcript else 0.0,
+                               asr_backend=transcript.backend if transcript else "")
 
     def record_error(
         self,

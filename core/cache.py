@@ -315,7 +315,7 @@ class ResponseCache:
                  threshold: float = DEFAULT_SIMILARITY, embedder: TextEmbedder | None = None) -> None:
         root = cache_dir / RESPONSES_DIR
         self.path = root / "responses.sqlite3"
-        self.audio_dir = root / "audio"
+        self.audio_dir = self.audio_folder(cache_dir)
         self.audio_dir.mkdir(parents=True, exist_ok=True)
         self.kb_fingerprint = kb_fingerprint
         self.settings_key = settings_key
@@ -325,6 +325,11 @@ class ResponseCache:
         self._lock = threading.Lock()
         with self._connect() as db:
             db.executescript(_RESPONSE_SCHEMA)
+
+    @staticmethod
+    def audio_folder(cache_dir: Path) -> Path:
+        """Where replayed replies' WAV files are restored (a file removed from it is restored again when needed)."""
+        return cache_dir / RESPONSES_DIR / "audio"
 
     @property
     def embedder(self) -> TextEmbedder:

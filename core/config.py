@@ -119,6 +119,16 @@ class ExperimentConfig:
 
 
 @dataclass(frozen=True)
+class LimitsConfig:
+    """How much one instance takes on at once, and how much disk it may fill (see ``core.turn_policy``)."""
+
+    turn_concurrency: int = 0  # turns running at once across all sessions; 0 = derived from the cores and the LLM
+    session_turns: int = 1  # turns one session may have waiting or running at once
+    audio_max_mb: float = 256.0  # clip and replay WAVs under cache_dir, oldest removed first past this
+    uploads_max_mb: float = 256.0  # Gradio's upload and output-file folder, bounded the same way
+
+
+@dataclass(frozen=True)
 class AppConfig:
     """The whole configuration."""
 
@@ -130,6 +140,7 @@ class AppConfig:
     retrieval: RetrievalConfig = field(default_factory=RetrievalConfig)
     store: StoreConfig = field(default_factory=StoreConfig)
     experiments: ExperimentConfig = field(default_factory=ExperimentConfig)
+    limits: LimitsConfig = field(default_factory=LimitsConfig)
     max_text_chars: int = 500
     streaming: bool = True  # speak each clause as soon as it is written (False: wait for the whole reply)
     response_cache: bool = True  # replay stored replies to repeated self-contained questions
@@ -251,6 +262,14 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         file=Path(_get(env, "AVATAR_EXPERIMENTS_FILE", str(ExperimentConfig.file))),
         name=_get(env, "AVATAR_EXPERIMENT", ""),
     )
+    limits = LimitsConfig(
+        turn_concurrency=_get_int(env, "AVATAR_TURN_CONCURRENCY", LimitsConfig.turn_concurrency),
+        session_turns=_get_int(env, "AVATAR_SESSION_TURNS", LimitsConfig.session_turns),
+        audio_max_mb=_get_float(env, "AVATAR_AUDIO_MAX_MB", LimitsConfig.audio_max_mb),
+        uploads_max_mb=_get_float(env, "AVATAR_UPLOADS_MAX_MB", LimitsConfig.uploads_max_mb),
+    )
+    if limits.turn_concurrency < 0 or limits.session_turns < 1:
+        raise ConfigError("AVATAR_TURN_CONCURRENCY must be 0 (automatic) or more, AVATAR_SESSION_TURNS 1 or more")
     port = _get_int(env, "DATABRICKS_APP_PORT", _get_int(env, "GRADIO_SERVER_PORT", AppConfig.port))
     return AppConfig(
         llm=llm,
@@ -261,6 +280,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         retrieval=retrieval,
         store=store,
         experiments=experiments,
+        limits=limits,
         max_text_chars=_get_int(env, "AVATAR_MAX_TEXT_CHARS", AppConfig.max_text_chars),
         streaming=_get_bool(env, "AVATAR_STREAMING", AppConfig.streaming),
         response_cache=_get_bool(env, "AVATAR_RESPONSE_CACHE", AppConfig.response_cache),

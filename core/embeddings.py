@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import functools
 import logging
-import os
 import time
 from collections.abc import Sequence
 from pathlib import Path
@@ -47,13 +46,12 @@ class Embedder:
             package_name=MODEL_PACKAGE,
             hub_repo=HUB_REPO,
         )
-        # The model is local by now; without this, sentence-transformers may still ask the hub about it.
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")
         started = time.perf_counter()
         with backend_errors(EMBEDDINGS_STAGE, EMBEDDINGS_BACKEND):
             from sentence_transformers import SentenceTransformer
 
-            self._encoder = SentenceTransformer(str(self.model.path), device="cpu")
+            # The model is local by now: sentence-transformers must not ask the hub about it.
+            self._encoder = SentenceTransformer(str(self.model.path), device="cpu", local_files_only=True)
         self.dim: int = int(self._encoder.get_embedding_dimension())
         log.info("Loaded MiniLM embedder from %s (%s) in %.2f s", self.model.path, self.model.source,
                  time.perf_counter() - started)

@@ -343,12 +343,13 @@ class TransformersEmotion(EmotionBackend):
             explicit="" if is_repo_id else wanted,
             hub_repo=wanted if is_repo_id else "",
         )
-        os.environ.setdefault("HF_HUB_OFFLINE", "1")  # the model is local now; keep transformers off the network
         started = time.perf_counter()
         with backend_errors(ERROR_STAGE, self.name):
             from transformers import pipeline
 
-            self._pipeline = pipeline("text-classification", model=str(self.model.path), top_k=None, device="cpu")
+            # The model is local now: keep transformers off the network.
+            self._pipeline = pipeline("text-classification", model=str(self.model.path), top_k=None, device="cpu",
+                                      model_kwargs={"local_files_only": True})
         id2label: Mapping[int, str] = self._pipeline.model.config.id2label
         check_model_labels(id2label.values(), str(self.model.path))
         self.model_name = wanted

@@ -43,3 +43,11 @@ class ModelNotFoundError(BackendError):
 
     def user_message(self) -> str:
         return f"{self.stage.upper()} ({self.backend}): model not available. {self}"
+
+
+class TurnCancelled(PipelineError):
+    """The turn was cancelled (a barge-in, a newer question) before its reply was complete."""
+
+
+class BusyError(PipelineError):
+    """A session asked for another turn while its limit of turns in flight was reached (``core.turn_policy``)."""

@@ -6,35 +6,35 @@ before the reply is complete.
 
 from __future__ import annotations
 
+import contextlib
 import functools
-import hashlib
 import logging
 import queue
 import re
 import threading
 import time
 import uuid
-from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, replace
+from collections.abc import Iterator, Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 
 from core.analytics import TurnLog, new_turn_key
-from core.asr import ASRBackend, create_asr
 from core.audio import load_audio
-from core.backend import BackendStatus, StageBackend
-from core.cache import CachedResponse, ResponseCache, RetrievalCache
+from core.backend import BackendStatus
+from core.best_effort import best_effort
+from core.cache import CachedResponse, CacheLookup, ResponseCache, RetrievalCache
 from core.clauses import split_clauses
 from core.config import AppConfig
-from core.emotion import EmotionBackend, create_emotion
-from core.errors import InputError, PipelineError
+from core.disk_budget import FolderBudget
+from core.errors import BackendError, InputError, PipelineError, TurnCancelled
 from core.guard import default_guard, guarded_reply
-from core.lipsync import LipsyncBackend, create_lipsync, join_tracks
-from core.llm import LLMBackend, create_llm, spoken_text
-from core.retrieval import RetrievalBackend, create_retrieval
-from core.tts import TTSBackend, create_tts, write_wav
+from core.lipsync import join_tracks
+from core.llm import spoken_text
+from core.llm.base import STAGE as LLM_STAGE
+from core.stages import Stages, TurnSetup
+from core.tts import TTSBackend, write_wav
 from core.types import (
     ChatMessage,
     Emotion,
@@ -66,6 +66,12 @@ CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 EMPATHY_MIN_CONFIDENCE = 0.5
 """The user's emotion is mentioned to the LLM when it is not neutral and at least this confident."""
 
+AUDIO_STAGE = "Audio"
+AUDIO_BACKEND = "disk"
+"""How a failure to write a clip's WAV file is reported (stage and backend)."""
+EMPTY_REPLY = "it wrote no answer; please ask again"
+CANCELLED = "The reply was cancelled before it finished."
+
 
 def retrieval_query(history: Sequence[ChatMessage], question: str) -> str:
     """What to search the knowledge base for: a follow-up ("And can I change it?") is searched together with the
@@ -83,85 +89,20 @@ def _limit_torch_threads(threads: int) -> None:
     torch.set_num_threads(threads)
 
 
-class Stages:
-    """The backends a pipeline uses, each created from configuration on first use (or given, e.g. by tests).
-
-    ``tts_for``/``llm_for`` give the backend for a per-turn descriptor (a character's voice, a variant's model),
-    created once per descriptor; an empty descriptor is the configured backend.
-    """
-
-    def __init__(self, config: AppConfig, **backends: StageBackend) -> None:
-        self.config = config
-        self._backends: dict[str, StageBackend] = dict(backends)
-        self._lock = threading.Lock()
-
-    def _get(self, stage: str, create: Callable[[], StageBackend]) -> Any:
-        with self._lock:
-            if stage not in self._backends:
-                self._backends[stage] = create()
-            return self._backends[stage]
-
-    @property
-    def asr(self) -> ASRBackend:
-        return self._get("asr", lambda: create_asr(self.config))
-
-    @property
-    def llm(self) -> LLMBackend:
-        return self._get("llm", lambda: create_llm(self.config))
-
-    @property
-    def tts(self) -> TTSBackend:
-        return self._get("tts", lambda: create_tts(self.config))
-
-    def tts_for(self, descriptor: str) -> TTSBackend:
-        if not descriptor or descriptor == self.config.tts.backend:
-            return self.tts
-        config = replace(self.config, tts=replace(self.config.tts, backend=descriptor))
-        return self._get(f"tts:{descriptor}", lambda: create_tts(config))
-
-    def llm_for(self, descriptor: str) -> LLMBackend:
-        if not descriptor:
-            return self.llm
-        config = replace(self.config, llm=replace(self.config.llm, small=descriptor, large=descriptor))
-        return self._get(f"llm:{descriptor}", lambda: create_llm(config))
-
-    @property
-    def emotion(self) -> EmotionBackend:
-        return self._get("emotion", lambda: create_emotion(self.config))
-
-    @property
-    def retrieval(self) -> RetrievalBackend:
-        return self._get("retrieval", lambda: create_retrieval(self.config))
-
-    @property
-    def lipsync(self) -> LipsyncBackend:
-        cfg = self.config.lipsync
-        return self._get(
-            "lipsync", lambda: create_lipsync(cfg.backend, rhubarb_path=cfg.rhubarb_path, config=self.config)
-        )
-
-
-@dataclass(frozen=True, slots=True)
-class TurnSetup:
-    """What one turn runs with: the configuration with the turn's options applied."""
-
-    llm: LLMBackend
-    tts: TTSBackend
-    system_prompt: str
-    streaming: bool
-    top_k: int
-
-    def settings_key(self) -> str:
-        """Names everything besides the knowledge base that shapes a spoken reply (for the response cache)."""
-        settings = "|".join((self.llm.description, self.tts.description, self.system_prompt))
-        return hashlib.sha256(settings.encode()).hexdigest()[:16]
+def _write_audio(speech: Speech, path: Path) -> None:
+    """Write a clip's WAV; a full or read-only disk is the turn's failure, named as such."""
+    try:
+        write_wav(speech, path)
+    except OSError as exc:
+        raise BackendError(AUDIO_STAGE, AUDIO_BACKEND, f"cannot write {path.name}: {exc.strerror or exc}") from exc
 
 
 class Pipeline:
     """Runs conversational turns.
 
     Responsibilities: validate input, call the stages in order, overlap LLM generation with speech synthesis,
-    write each clip's audio, and report timings. It never imports a UI library.
+    write each clip's audio (keeping the audio folders under their size cap), and report timings; cache, price and
+    log each turn without letting that bookkeeping fail it. It never imports a UI library.
     """
 
     def __init__(self, config: AppConfig, stages: Stages | None = None) -> None:
@@ -170,6 +111,8 @@ class Pipeline:
         self.stages = stages or Stages(config)
         self.audio_dir = config.cache_dir / "audio"
         self.audio_dir.mkdir(parents=True, exist_ok=True)
+        self.audio_budget = FolderBudget((self.audio_dir, ResponseCache.audio_folder(config.cache_dir)),
+                                         config.limits.audio_max_mb)
         self._response_caches: dict[str, ResponseCache] = {}
         self._response_caches_lock = threading.Lock()
         self.prepared = threading.Event()
@@ -244,6 +187,8 @@ class Pipeline:
         return TurnSetup(
             llm=self.stages.llm_for(options.llm),
             tts=self.stages.tts_for(options.tts),
+            emotion=self.stages.emotion,
+            lipsync=self.stages.lipsync,
             system_prompt=options.system_prompt or self.config.llm.system_prompt,
             streaming=self.config.streaming if options.streaming is None else options.streaming,
             top_k=options.top_k or self.config.retrieval.top_k,
@@ -286,27 +231,40 @@ class Pipeline:
         """Run one turn from typed text or an audio file, yielding events as they happen; log it with its cost.
 
         ``options`` override the configured voice, model, persona, streaming or retrieval depth for this turn.
+        The turn is logged (and cached) after its TurnComplete is yielded, so consume the events to the end; a
+        failure to price, cache or log it is logged and changes nothing the caller sees.
 
         Raises:
             InputError: the input cannot be used (nothing is lost: the history is unchanged).
-            BackendError: a stage failed.
+            BackendError: a stage failed (its ``stage`` and ``backend`` say which).
+            TurnCancelled: ``cancel`` was set before the reply was complete.
         """
         user: UserTurn | None = None
+        done: TurnComplete | None = None
+        costs: dict = {}
         turn_key = new_turn_key()
         try:
             for event in self._turn_events(history, text, audio_path, cancel, self.setup(options)):
                 if isinstance(event, UserTurn):
                     user = event
                 elif isinstance(event, TurnComplete) and user is not None:
-                    costs = self.turn_log.record_turn(session_id, user, event, router=event.reply.route or None,
-                                                      turn_key=turn_key, options=options)
-                    event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()},
-                                    turn_key=turn_key)
+                    price = functools.partial(self.turn_log.price_turn, user, event)
+                    costs = best_effort("pricing the turn", price, {})
+                    done = event = replace(event, costs_usd={name: c.total_usd for name, c in costs.items()},
+                                           turn_key=turn_key)
                 yield event
         except PipelineError as exc:
-            self.turn_log.record_error(session_id, user.text if user else (text or ""), exc, user=user,
-                                       turn_key=turn_key, options=options)
+            question = user.text if user else (text or "")
+            best_effort("logging the failed turn", functools.partial(
+                self.turn_log.record_error, session_id, question, exc, user=user, turn_key=turn_key, options=options),
+                None)
             raise
+        finally:
+            best_effort("keeping the audio folders under their cap", self.audio_budget.trim, None)
+        if user is not None and done is not None:
+            best_effort("logging the turn", functools.partial(
+                self.turn_log.record_turn, session_id, user, done, router=done.reply.route or None,
+                turn_key=turn_key, options=options, costs=costs or None), None)
 
     def _turn_events(
         self,
@@ -326,8 +284,9 @@ class Pipeline:
             user = UserTurn(text=cleaned, emotion=self.stages.emotion.classify(cleaned))
         yield user
         cacheable = self.config.response_cache and (not history or not FOLLOW_UP.search(user.text))
-        if cacheable:
-            found = self.response_cache(setup).lookup(user.text)
+        found = best_effort("looking the question up in the response cache",
+                            functools.partial(self._cache_lookup, setup, user.text), None) if cacheable else None
+        if found is not None:
             timings["cache_lookup_s"] = found.seconds
             if found.value is not None:
                 yield from self._replay(found.value, found.kind, started, timings)
@@ -348,9 +307,16 @@ class Pipeline:
                 clips.append(event)
             elif isinstance(event, TurnComplete):
                 event = replace(event, metrics=(*event.metrics, retrieval))
+                yield event
                 if cacheable:
-                    self.response_cache(setup).put(user.text, clips, event, event.passages)
+                    cache = self.response_cache(setup)
+                    best_effort("storing the reply in the response cache",
+                                functools.partial(cache.put, user.text, clips, event, event.passages), None)
+                continue
             yield event
+
+    def _cache_lookup(self, setup: TurnSetup, question: str) -> CacheLookup[CachedResponse]:
+        return self.response_cache(setup).lookup(question)
 
     def _replay(self, cached: CachedResponse, kind: str, started: float, timings: dict[str, float]
                 ) -> Iterator[TurnEvent]:
@@ -388,6 +354,7 @@ class Pipeline:
         """Producer thread: stream the LLM (or ``instead``, the guard's reply to a message that is not a question
         for it), pass deltas and finished clauses on, then the Reply (or the error)."""
         reply_box: list[Reply] = []
+        backend = "guard" if instead else setup.llm.name
         stream = guarded_reply(instead) if instead else setup.llm.stream(messages, passages)
 
         def deltas() -> Iterator[str]:
@@ -401,14 +368,22 @@ class Pipeline:
                     yield item
 
         try:
-            # Streaming speaks each clause as soon as it is written; otherwise the whole reply is one clip.
-            pieces = split_clauses(deltas()) if setup.streaming else ["".join(deltas()).strip()]
-            for clause in filter(None, pieces):
-                out.put(clause)
+            # Closing the stream at once (not when it is garbage-collected) ends a cancelled generation and frees
+            # what the backend holds for it, e.g. the local model's lock.
+            with contextlib.closing(stream):
+                # Streaming speaks each clause as soon as it is written; otherwise the whole reply is one clip.
+                pieces = split_clauses(deltas()) if setup.streaming else ["".join(deltas()).strip()]
+                for clause in filter(None, pieces):
+                    out.put(clause)
+            if reply_box and not reply_box[0].text.strip() and not cancel.is_set():
+                raise BackendError(LLM_STAGE, backend, EMPTY_REPLY, retryable=True)
             if reply_box:
                 out.put(reply_box[0])
         except PipelineError as exc:
             out.put(exc)
+        except Exception as exc:  # noqa: BLE001 - a crash in this thread is reported as what it was, with its stage
+            log.exception("LLM producer (%s) crashed", backend)
+            out.put(BackendError(LLM_STAGE, backend, f"{type(exc).__name__}: {exc}"))
         finally:
             out.put(_END)
 
@@ -452,7 +427,7 @@ class Pipeline:
                     t1 = time.perf_counter()
                     if len(speech.audio) == 0:
                         continue
-                    track = self.stages.lipsync.track(speech)
+                    track = setup.lipsync.track(speech)
                     t2 = time.perf_counter()
                     tts_s += t1 - t0
                     lipsync_s += t2 - t1
@@ -462,10 +437,17 @@ class Pipeline:
                     timings.setdefault("tts_first_s", t1 - t0)
                     timings.setdefault("first_audio_s", time.perf_counter() - started)
                     yield clip
+            interrupted = interrupted or cancel.is_set()  # the producer stopped early because of the caller
         finally:
-            cancel.set()
-        if reply is None or interrupted:
-            raise PipelineError("The reply was cancelled before it finished.")
+            cancel.set()  # stops the producer too, when this consumer fails or is closed
+            # The producer notices a cancel at its next token and closes its LLM stream, which frees what the backend
+            # holds (the local model's lock) before this turn returns; a backend stuck past its own timeout is left
+            # to end in its daemon thread.
+            producer.join(self.config.llm.timeout_s)
+        if interrupted:
+            raise TurnCancelled(CANCELLED)
+        if reply is None:
+            raise BackendError(LLM_STAGE, setup.llm.name, "its answer stream ended without the answer")
         timings.update(tts_s=tts_s, lipsync_s=lipsync_s, total_s=time.perf_counter() - started)
         yield self._complete(setup.tts, turn_id, reply, speeches, clips, timings, passages)
 
@@ -473,7 +455,7 @@ class Pipeline:
         self, turn_id: str, index: int, text: str, speech: Speech, track: VisemeTrack, offset_s: float
     ) -> SpokenClip:
         path = self.audio_dir / f"{turn_id}-{index:02d}.wav"
-        write_wav(speech, path)
+        _write_audio(speech, path)
         return SpokenClip(
             turn_id=turn_id,
             index=index,
@@ -500,7 +482,7 @@ class Pipeline:
         audio = np.concatenate([s.audio for s in speeches]) if speeches else np.zeros(0, dtype=np.float32)
         whole = Speech(text=reply.text, audio=audio, sample_rate=rate, backend=tts.name)
         path = self.audio_dir / f"{turn_id}-turn.wav"
-        write_wav(whole, path)
+        _write_audio(whole, path)
         track = join_tracks([c.track.shifted(c.offset_s) for c in clips])
         metrics = (
             StageMetrics("llm", reply.backend, timings.get("llm_total_s", 0.0), timings.get("llm_first_token_s"),

@@ -16,7 +16,9 @@ Every request is recorded (method, path, headers, JSON body). Knobs on the serve
 ``status`` forces an error status, ``delay_s`` stalls before answering (to provoke client timeouts),
 ``missing_routes`` answers 404 on the listed paths, ``parts_content`` returns Databricks' list-of-parts content,
 ``stream_usage`` sends token usage at the end of a stream (Databricks always, OpenAI only when asked),
-``hold_after_first`` pauses a stream after its first content chunk until the event is set (at most HOLD_S).
+``hold_after_first`` pauses a stream after its first content chunk until the event is set (at most HOLD_S),
+``first_token_s`` and ``token_interval_s`` pace a stream as a real endpoint does (time to the first content chunk,
+then between chunks; the load benchmark uses them).
 """
 
 from __future__ import annotations
@@ -24,6 +26,7 @@ from __future__ import annotations
 import json
 import sys
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any, Self
@@ -57,6 +60,8 @@ class FakeServing:
     parts_content: bool = False
     stream_usage: bool = True
     hold_after_first: threading.Event | None = None
+    first_token_s: float = 0.0
+    token_interval_s: float = 0.0
     vector_rows: list[dict[str, Any]] = field(default_factory=list)
     oauth_lifetime_s: int = 3600
     oauth_fixed_token: str = ""
@@ -175,6 +180,8 @@ class _Handler(BaseHTTPRequestHandler):
         if fake.stream_usage and asked:
             chunks.append({**base, "choices": [], "usage": self._usage(body, len(pieces))})
         for i, chunk in enumerate(chunks):
+            if chunk["choices"] and chunk["choices"][0]["delta"].get("content"):
+                time.sleep(fake.first_token_s if i == 1 else fake.token_interval_s)
             self._send_chunk(f"data: {json.dumps(chunk)}\n\n")
             if i == 1 and fake.hold_after_first is not None:
                 fake.hold_after_first.wait(HOLD_S)

@@ -9,7 +9,7 @@
  * @typedef {{label: string, scores: Object<string, number>, intensity: number}} ClipEmotion
  * @typedef {{audio: {url: string, path: string}, offset_s: number, duration_s: number,
  *            track: {mouth_cues: MouthCue[], keyframes: VisemeKeyframe[]}, emotion: ?ClipEmotion}} Clip
- * @typedef {{turn_id: string, state: ('idle'|'listening'|'thinking'|'speaking'), clips: Clip[],
+ * @typedef {{turn_id: string, state: ('idle'|'listening'|'waiting'|'thinking'|'speaking'), clips: Clip[],
  *            avatar_url: ?(string|{url: string}), avatar_name: ?string}} AvatarFrame
  *   avatar_url switches the avatar (a character's GLB); avatar_name labels it; "Default avatar" returns to it.
  */

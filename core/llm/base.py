@@ -58,6 +58,11 @@ class LLMBackend(StageBackend, ABC):
     def model(self) -> str:
         """The model (or serving endpoint) answering, as reported in each Reply."""
 
+    @property
+    def cpu_threads(self) -> int:
+        """CPU threads of this machine the backend keeps busy while it writes (0: it runs elsewhere)."""
+        return 0
+
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item.
@@ -122,8 +127,8 @@ class GeneratingLLM(LLMBackend, ABC):
         enough = False
         guard = default_guard()
         numbers = NumberCheck((m.content for m in prompt), guard.unsupported_number) if passages else None
+        deltas = self._stream(prompt, temperature)
         try:
-            deltas = self._stream(prompt, temperature)
             while True:
                 try:
                     delta = deltas.send(enough) if parts else next(deltas)
@@ -156,6 +161,8 @@ class GeneratingLLM(LLMBackend, ABC):
         except Exception as exc:  # classified here, wrapped into a BackendError by backend_errors just below
             with backend_errors(STAGE, self.name, retryable=self._is_retryable(exc)):
                 raise
+        finally:
+            deltas.close()  # a stream closed early (a cancelled turn) frees the backend's resources now
         elapsed = time.perf_counter() - started
         log.info(
             "LLM %s (%s): %d prompt + %d completion tokens in %.2f s (first token %.2f s), finish=%s",

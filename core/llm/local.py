@@ -140,6 +140,10 @@ class LocalGGUFLLM(GeneratingLLM):
         return f"local {self.entry.label}" if self._packaged else f"local {self.path.stem}"
 
     @property
+    def cpu_threads(self) -> int:
+        return self.threads
+
+    @property
     def runtime(self) -> str:
         return f"{self.entry.label}, a small language model that runs offline on this computer's CPU"
 

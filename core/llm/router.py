@@ -9,6 +9,7 @@ what went wrong (``notice``); a failure after words were spoken ends the reply t
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import re
@@ -134,6 +135,10 @@ class RoutedLLM(LLMBackend):
         return self.small.model if self.small is self.large else f"{self.small.model} | {self.large.model}"
 
     @property
+    def cpu_threads(self) -> int:
+        return max(self.small.cpu_threads, self.large.cpu_threads)
+
+    @property
     def description(self) -> str:
         if self.small is self.large:
             return f"{self.small.description} (small and large)"
@@ -151,12 +156,13 @@ class RoutedLLM(LLMBackend):
         while True:
             said: list[str] = []
             try:
-                for item in backend.stream(conversation, passages):
-                    if isinstance(item, Reply):
-                        yield replace(item, route=route, notice="; ".join(filter(None, (notice, item.notice))))
-                        return
-                    said.append(item)
-                    yield item
+                with contextlib.closing(backend.stream(conversation, passages)) as stream:
+                    for item in stream:
+                        if isinstance(item, Reply):
+                            yield replace(item, route=route, notice="; ".join(filter(None, (notice, item.notice))))
+                            return
+                        said.append(item)
+                        yield item
             except BackendError as exc:
                 failure = f"{backend.label or backend.name} {failure_summary(exc)}"
                 if said:
