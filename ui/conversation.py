@@ -194,8 +194,8 @@ class Conversation:
 
         The lip-sync track is Rhubarb's JSON plus ``oculus`` viseme keyframes; details hold the emotion (label, all
         scores), the latency breakdown, the sources, whether the cache answered, the cost under each preset, the
-        ``turn_key`` to rate the answer with (``/feedback``), and the experiment variant the caller's session runs.
-        A session past its limit of turns in flight (``AVATAR_SESSION_TURNS``) is refused with a clear error.
+        ``turn_key`` to rate the answer with (``/feedback``), the experiment variant the caller's session runs, and
+        the character and voice that spoke. A session past its limit of turns in flight (``AVATAR_SESSION_TURNS``) is refused with a clear error.
         """
         session_id = session_of(request)
         answered = False
@@ -212,7 +212,8 @@ class Conversation:
                 best_effort("keeping Gradio's file folder under its cap", self.uploads.trim, None)
         except PipelineError as exc:
             raise gr.Error(exc.user_message()) from exc
-        return done.reply.text, done.wav_path, api_lipsync(done), api_details(done, options)
+        details = api_details(done, options, self.characters.get(character).name)
+        return done.reply.text, done.wav_path, api_lipsync(done), details
 
     def forget(self, session_id: str) -> None:
         """Drop a closed session's turns and its place in the queue."""

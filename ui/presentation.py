@@ -70,9 +70,10 @@ def with_failure(chat: list[dict], message: str) -> list[dict]:
     return chat
 
 
-def api_details(done: TurnComplete, options: TurnOptions) -> dict[str, Any]:
+def api_details(done: TurnComplete, options: TurnOptions, character: str) -> dict[str, Any]:
     """``/ask``'s details: the emotion (label, all scores), the latency breakdown, the sources, whether the cache
-    answered, the cost under each preset, the ``turn_key`` to rate the answer with, and the session's variant."""
+    answered, the cost under each preset, the ``turn_key`` to rate the answer with, the session's variant, and the
+    character and voice that spoke."""
     return {
         **emotion_payload(done.emotion),
         "timings_s": dict(done.timings_s),
@@ -82,6 +83,8 @@ def api_details(done: TurnComplete, options: TurnOptions) -> dict[str, Any]:
         "turn_key": done.turn_key,
         "experiment": options.experiment or None,
         "variant": options.variant or None,
+        "character": character,
+        "voice": options.tts,
     }
 
 
