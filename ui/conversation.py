@@ -195,7 +195,8 @@ class Conversation:
         The lip-sync track is Rhubarb's JSON plus ``oculus`` viseme keyframes; details hold the emotion (label, all
         scores), the latency breakdown, the sources, whether the cache answered, the cost under each preset, the
         ``turn_key`` to rate the answer with (``/feedback``), the experiment variant the caller's session runs, and
-        the character and voice that spoke. A session past its limit of turns in flight (``AVATAR_SESSION_TURNS``) is refused with a clear error.
+        the character and voice that spoke. A session past its limit of turns in flight (``AVATAR_SESSION_TURNS``)
+        is refused with a clear error.
         """
         session_id = session_of(request)
         answered = False
