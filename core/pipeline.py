@@ -6,7 +6,6 @@ before the reply is complete.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import logging
 import queue
@@ -25,7 +24,6 @@ from core.audio import load_audio
 from core.backend import BackendStatus
 from core.best_effort import best_effort
 from core.cache import CachedResponse, CacheLookup, ResponseCache, RetrievalCache
-from core.clauses import split_clauses
 from core.config import AppConfig
 from core.disk_budget import FolderBudget
 from core.errors import BackendError, InputError, PipelineError, TurnCancelled
@@ -33,6 +31,7 @@ from core.guard import default_guard, guarded_reply
 from core.lipsync import join_tracks
 from core.llm import spoken_text
 from core.llm.base import STAGE as LLM_STAGE
+from core.reply_producer import END, produce_reply
 from core.stages import Stages, TurnSetup
 from core.tts import TTSBackend, write_wav
 from core.types import (
@@ -53,8 +52,6 @@ from core.types import (
 
 log = logging.getLogger(__name__)
 
-_END = object()
-"""Marks the end of the producer's queue."""
 
 FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|their|he|she|him|her|there|then|again|more|else|"
                        r"too|also|why|how come)\b", re.IGNORECASE)
@@ -69,7 +66,6 @@ EMPATHY_MIN_CONFIDENCE = 0.5
 AUDIO_STAGE = "Audio"
 AUDIO_BACKEND = "disk"
 """How a failure to write a clip's WAV file is reported (stage and backend)."""
-EMPTY_REPLY = "it wrote no answer; please ask again"
 CANCELLED = "The reply was cancelled before it finished."
 
 
@@ -351,41 +347,11 @@ class Pipeline:
 
     def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
                  instead: str, out: queue.Queue, cancel: threading.Event) -> None:
-        """Producer thread: stream the LLM (or ``instead``, the guard's reply to a message that is not a question
-        for it), pass deltas and finished clauses on, then the Reply (or the error)."""
-        reply_box: list[Reply] = []
-        backend = "guard" if instead else setup.llm.name
+        """Producer thread: the LLM's reply (or ``instead``, the guard's reply to a message that is not a question
+        for it), through ``core.reply_producer``."""
         stream = guarded_reply(instead) if instead else setup.llm.stream(messages, passages)
-
-        def deltas() -> Iterator[str]:
-            for item in stream:
-                if cancel.is_set():
-                    return
-                if isinstance(item, Reply):
-                    reply_box.append(item)
-                else:
-                    out.put(ReplyDelta(item))
-                    yield item
-
-        try:
-            # Closing the stream at once (not when it is garbage-collected) ends a cancelled generation and frees
-            # what the backend holds for it, e.g. the local model's lock.
-            with contextlib.closing(stream):
-                # Streaming speaks each clause as soon as it is written; otherwise the whole reply is one clip.
-                pieces = split_clauses(deltas()) if setup.streaming else ["".join(deltas()).strip()]
-                for clause in filter(None, pieces):
-                    out.put(clause)
-            if reply_box and not reply_box[0].text.strip() and not cancel.is_set():
-                raise BackendError(LLM_STAGE, backend, EMPTY_REPLY, retryable=True)
-            if reply_box:
-                out.put(reply_box[0])
-        except PipelineError as exc:
-            out.put(exc)
-        except Exception as exc:  # noqa: BLE001 - a crash in this thread is reported as what it was, with its stage
-            log.exception("LLM producer (%s) crashed", backend)
-            out.put(BackendError(LLM_STAGE, backend, f"{type(exc).__name__}: {exc}"))
-        finally:
-            out.put(_END)
+        produce_reply(stream, "guard" if instead else setup.llm.name, streaming=setup.streaming, out=out,
+                      cancel=cancel)
 
     def _speak_reply(
         self,
@@ -409,7 +375,7 @@ class Pipeline:
         tts_s = lipsync_s = 0.0
         interrupted = False
         try:
-            while (item := out.get()) is not _END:
+            while (item := out.get()) is not END:
                 if cancel.is_set():  # the caller cancelled (barge-in): speak nothing more
                     interrupted = True
                     break

@@ -80,7 +80,7 @@ def test_tts_failing_mid_reply_says_which_voice_failed_and_logs_it(config, tmp_p
 def test_llm_producer_crash_is_reported_as_what_it_was_not_as_a_cancel(config, tmp_path, caplog):
     llm = FakeLLM(config, fail_after=3, failure=KeyError("logits"))
     pipeline = fake_pipeline(config, llm=llm)
-    with caplog.at_level(logging.ERROR, logger="core.pipeline"):
+    with caplog.at_level(logging.ERROR, logger="core.reply_producer"):
         chat = last_chat(ask_in_chat(conversation_for(pipeline, tmp_path)))
     assert chat[-1] == {"role": "assistant", "content": "⚠️ LLM (fake) failed: KeyError: 'logits'"}
     assert "LLM producer (fake) crashed" in caplog.text and "KeyError: 'logits'" in caplog.text
