@@ -3,9 +3,9 @@
 ``python scripts/avatar_grid.py`` writes ``docs/avatar_grid_<character>.png`` for every character of
 ``data/characters.json``; ``--character NAME`` makes one, ``--glb PATH --out PNG`` any GLB. It serves a tiny
 Gradio app with ``components.avatar.Avatar``, poses the avatar by sending it frames (a silent clip that holds one
-viseme, with an emotion at intensity 1), screenshots the canvas once the pose has blended in, and composes the labelled shots into
-one PNG. Blinks, saccades, head sway and breathing are switched off in this app only, so every still is sharp and
-looks at the camera. Needs Debian's ``/usr/bin/chromium``, playwright and Pillow.
+viseme, with an emotion at intensity 1), screenshots the canvas once the pose has blended in, and composes the
+labelled shots into one PNG. Blinks, saccades, head sway and breathing are switched off in this app only, so every
+still is sharp and looks at the camera. Needs Debian's ``/usr/bin/chromium``, playwright and Pillow.
 """
 
 from __future__ import annotations

@@ -100,18 +100,19 @@ def main() -> None:
     totals: dict[tuple[str, str, str, str], list[float]] = {}
     words: dict[tuple[str, str], list[int]] = {}
     load_before = os.getloadavg()[0]
-    for _ in range(args.rounds):
-        for set_name, questions in QUESTION_SETS.items():
-            for question in questions:
-                for (model, mode), pipeline in pipelines.items():
-                    for source, turn in (("text", {"text": question}), ("speech", {"audio_path": spoken[question]})):
-                        done = run_turn(pipeline, **turn)
-                        key = (model, mode, set_name, source)
-                        first_audio.setdefault(key, []).append(done.timings_s["first_audio_s"])
-                        totals.setdefault(key, []).append(done.timings_s["total_s"])
-                        words.setdefault((model, mode), []).append(len(done.reply.text.split()))
-                    print(f"{model:20s} {mode:14s} {question[:40]:40s} text→audio "
-                          f"{first_audio[(model, mode, set_name, 'text')][-1]:.2f} s", flush=True)
+    for model in args.models:  # one model at a time: the first turn after the other model ran is ~2 s slower
+        for _, set_name, question in ((r, s, q) for r in range(args.rounds) for s, qs in QUESTION_SETS.items()
+                                      for q in qs):
+            for mode in MODES:
+                pipeline = pipelines[(model, mode)]
+                for source, turn in (("text", {"text": question}), ("speech", {"audio_path": spoken[question]})):
+                    done = run_turn(pipeline, **turn)
+                    key = (model, mode, set_name, source)
+                    first_audio.setdefault(key, []).append(done.timings_s["first_audio_s"])
+                    totals.setdefault(key, []).append(done.timings_s["total_s"])
+                    words.setdefault((model, mode), []).append(len(done.reply.text.split()))
+                print(f"{model:20s} {mode:14s} {question[:40]:40s} text→audio "
+                      f"{first_audio[(model, mode, set_name, 'text')][-1]:.2f} s", flush=True)
     load_after = os.getloadavg()[0]
     write_results(args, first_audio, totals, words, (load_before, load_after), (rss_before, rss_default))
 
@@ -124,7 +125,8 @@ def write_results(args: argparse.Namespace, first_audio: dict, totals: dict, wor
         "",
         f"{n} questions ({', '.join(f'{len(q)} {k}' for k, q in QUESTION_SETS.items())}) × {args.rounds} round(s), "
         "each asked typed and spoken (Piper speech of the question, decoded and transcribed by whisper.cpp), for each "
-        "local model, streaming and non-streaming, all interleaved question by question. Offline stack: llama.cpp "
+        "local model, streaming and non-streaming interleaved question by question; one model after the other (the app "
+        "runs one; the first turn after switching models is about 2 s slower). Offline stack: llama.cpp "
         "(portable AVX2 build), MiniLM retrieval + emotion, Piper joe-medium, TTS-timed lip-sync; response cache off; "
         f"knowledge-base documents prepared first, as after the app's start-up. 2-core machine, load average "
         f"{load[0]:.1f} before and {load[1]:.1f} after. Written by `python bench/latency/run.py` on "
