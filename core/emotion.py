@@ -347,9 +347,8 @@ class TransformersEmotion(EmotionBackend):
         with backend_errors(ERROR_STAGE, self.name):
             from transformers import pipeline
 
-            # The model is local now: keep transformers off the network.
-            self._pipeline = pipeline("text-classification", model=str(self.model.path), top_k=None, device="cpu",
-                                      model_kwargs={"local_files_only": True})
+            # The model is a local folder now, which transformers loads without asking the hub.
+            self._pipeline = pipeline("text-classification", model=str(self.model.path), top_k=None, device="cpu")
         id2label: Mapping[int, str] = self._pipeline.model.config.id2label
         check_model_labels(id2label.values(), str(self.model.path))
         self.model_name = wanted
