@@ -203,7 +203,11 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
         # generation, trims the chat and history, and takes a place in line (the avatar waits, the note says where).
         # Then the turn runs in the one concurrency group every turn-running event shares, `/ask` included.
         outputs = [chat, avatar, question, history, emotion_box, latency_plot, queue_note]
+        # trigger_mode "multiple": a new question's turn must start even while this session's previous turn is still
+        # ending (Gradio's default, "once", silently drops a dependency triggered while its last run is in flight:
+        # under load, a question sent to interrupt the avatar was never answered). The turn queue orders them.
         in_turn = {"concurrency_id": TURN_GROUP, "concurrency_limit": policy.limit, "api_visibility": "private",
+                   "trigger_mode": "multiple",
                    "show_progress_on": [chat]}  # the waiting note and the waiting avatar stay in plain view
         barge_in = {"js": AVATAR_INTERRUPT_JS, "concurrency_limit": None, "api_visibility": "private"}
         barge_inputs = [heard, chat, history]

@@ -32,18 +32,25 @@ SECONDS_PER_CHARACTER = 0.01
 TONE_HZ = 220.0
 
 
+GATE_TIMEOUT_S = 120.0
+"""A gated fake LLM writes anyway after this long, so a test that forgets to open the gate fails instead of hanging."""
+
+
 class FakeLLM(LLMBackend):
     """Streams ``answer`` word by word, ``latency_s`` apart; after ``fail_after`` words raises ``failure`` (any
-    exception, as a backend or library that does not wrap its errors would). ``streams_open`` counts the streams
-    started and not yet closed (a stream closed early must not stay open)."""
+    exception, as a backend or library that does not wrap its errors would). With a ``gate``, every stream waits
+    for it before its first word (a test holds a turn in the middle for as long as it needs). ``streams_open``
+    counts the streams started and not yet closed (a stream closed early must not stay open)."""
 
     name: ClassVar[str] = "fake"
     label: ClassVar[str] = "fake"
 
     def __init__(self, config: AppConfig, *, answer: str = FAKE_ANSWER, latency_s: float = 0.0,
-                 fail_after: int | None = None, failure: BaseException | None = None) -> None:
+                 fail_after: int | None = None, failure: BaseException | None = None,
+                 gate: threading.Event | None = None) -> None:
         super().__init__(config.llm)
         self.answer = answer
+        self.gate = gate
         self.latency_s = latency_s
         self.fail_after = fail_after
         self.failure = failure or RuntimeError("fake LLM crashed")
@@ -60,6 +67,8 @@ class FakeLLM(LLMBackend):
         with self._lock:
             self.streams_open += 1
         try:
+            if self.gate is not None:
+                self.gate.wait(GATE_TIMEOUT_S)
             words = self.answer.split(" ") if self.answer else []
             for i, word in enumerate(words):
                 if self.fail_after is not None and i >= self.fail_after:
@@ -75,15 +84,19 @@ class FakeLLM(LLMBackend):
 
 class FakeTTS(TTSBackend):
     """A tone as long as the text (``SECONDS_PER_CHARACTER``), after ``latency_s``; the ``fail_on``-th call (1 is
-    the first) and every later one raises ``failure``."""
+    the first) and every later one raises ``failure``. With a ``gate``, every call after the first ``gate_after``
+    waits for it (a test holds a turn between two of its clips)."""
 
     name: ClassVar[str] = "fake"
     capabilities: ClassVar[TTSCapabilities] = TTSCapabilities(phoneme_timings=False, word_timings=False,
                                                               streaming=False)
 
     def __init__(self, *, latency_s: float = 0.0, fail_on: int | None = None,
-                 failure: BaseException | None = None) -> None:
+                 failure: BaseException | None = None, gate: threading.Event | None = None,
+                 gate_after: int = 0) -> None:
         self.latency_s = latency_s
+        self.gate = gate
+        self.gate_after = gate_after
         self.fail_on = fail_on
         self.failure = failure or RuntimeError("fake voice crashed")
         self.texts: list[str] = []
@@ -96,6 +109,8 @@ class FakeTTS(TTSBackend):
         self.texts.append(text)
         if self.fail_on is not None and len(self.texts) >= self.fail_on:
             raise self.failure
+        if self.gate is not None and len(self.texts) > self.gate_after:
+            self.gate.wait(GATE_TIMEOUT_S)
         time.sleep(self.latency_s)
         t = np.arange(int(len(text) * SECONDS_PER_CHARACTER * SAMPLE_RATE)) / SAMPLE_RATE
         audio = (0.3 * np.sin(2 * np.pi * TONE_HZ * t)).astype(np.float32)

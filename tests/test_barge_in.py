@@ -75,7 +75,8 @@ def test_a_new_message_while_the_avatar_speaks_stops_it_and_keeps_only_what_was_
     first, second = spy.calls[0], spy.calls[-1]
     assert (first["text"], second["text"]) == (FIRST, SECOND)
     report = next((r for r in reports if r["turn_id"] == first_turn), reports)
-    assert report["turn_id"] == first_turn and report["playing"] and report["clips_heard"] >= 1, (reports, console)
+    # "playing" may be False: the click can land in the gap between two clips (the next one still being voiced).
+    assert report["turn_id"] == first_turn and report["clips_heard"] >= 1, (reports, console)
     clips = [e.text.strip() for _, e in first["events"] if isinstance(e, SpokenClip)]
     heard = " ".join(clips[: report["clips_heard"]])
     # The history sent with the second question holds the first question and only the clips that were heard.

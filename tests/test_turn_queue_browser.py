@@ -1,16 +1,43 @@
 """The turn queue in the real page (headless Chromium): while another user's turn holds the only slot, a new
-question shows its place in line and the avatar waits; then it is answered. The stages are fakes
-(``tests/fakes.py``): this tests the UI's orchestration, not the models."""
+question shows its place in line and the avatar waits; then it is answered. And a question sent to interrupt the
+avatar is answered even when the interrupted turn is still ending. The stages are fakes (``tests/fakes.py``):
+this tests the UI's orchestration, not the models."""
 
 from __future__ import annotations
+
+import threading
+import time
 
 from core.config import load_config
 from core.turn_policy import TurnPolicy
 from tests.browser import chromium, console_collector, serve_blocks  # noqa: F401 - chromium is a fixture
-from tests.fakes import FAKE_ANSWER, FakeLLM, fake_pipeline
+from tests.fakes import FAKE_ANSWER, FakeLLM, FakeTTS, fake_pipeline
 
-SLOW_WORD_S = 0.4
-"""The fake LLM's pace: the first user's turn lasts a few seconds, long enough to see the second one wait."""
+PAGE_WAIT_MS = 60_000
+"""How long a page may take to show a state: two pages rendering WebGL in software on 2 busy cores are slow."""
+POLL_MS = 100
+"""Poll the page on a timer: requestAnimationFrame (Playwright's default) is slow while SwiftShader renders."""
+SECOND_QUESTION = "And what else can you do?"
+
+
+def open_pages(browser, url: str, n: int) -> list:
+    pages = [browser.new_page(viewport={"width": 1280, "height": 900}) for _ in range(n)]
+    for page in pages:
+        page.goto(url)
+        page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=PAGE_WAIT_MS)
+    return pages
+
+
+def ask(page, text: str) -> None:
+    page.locator("#question textarea").fill(text)
+    page.locator("#send").click()
+
+
+def wait_until(condition, what: str, timeout_s: float = PAGE_WAIT_MS / 1000) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(POLL_MS / 1000)
 
 
 def test_a_waiting_question_shows_its_place_and_the_avatar_waits(chromium, tmp_path, artifacts):  # noqa: F811
@@ -18,27 +45,57 @@ def test_a_waiting_question_shows_its_place_and_the_avatar_waits(chromium, tmp_p
                           "AVATAR_RESPONSE_CACHE": "0"})
     from app import build_app
 
-    demo = build_app(fake_pipeline(config, llm=FakeLLM(config, latency_s=SLOW_WORD_S)),
-                     policy=TurnPolicy(limit=1, session_limit=1))
-    with serve_blocks(demo) as url:
-        pages = [chromium.new_page(viewport={"width": 1280, "height": 900}) for _ in range(2)]
-        consoles = [console_collector(p) for p in pages]
-        for page in pages:
-            page.goto(url)
-            page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=60_000)
-        for page in pages:
-            page.locator("#question textarea").fill("Hello, who are you?")
-            page.locator("#send").click()
-            page.wait_for_timeout(300)
-        second = pages[1]
-        second.wait_for_function("document.querySelector('#queue-note').innerText.includes('ahead of yours')",
-                                 timeout=10_000)
-        note = second.locator("#queue-note").inner_text()
-        state = second.evaluate("window.avatarState.state")
-        second.screenshot(path=str(artifacts / "turn_queue_waiting.png"))
-        second.wait_for_function(f"document.querySelector('#chat').innerText.includes({FAKE_ANSWER[:20]!r})",
-                                 timeout=60_000)
-        note_after = second.locator("#queue-note").inner_text()
+    gate = threading.Event()  # holds the first user's turn (and so the only slot) until the waiting one is checked
+    llm = FakeLLM(config, gate=gate)
+    demo = build_app(fake_pipeline(config, llm=llm), policy=TurnPolicy(limit=1, session_limit=1))
+    try:
+        with serve_blocks(demo) as url:
+            first, second = open_pages(chromium, url, 2)
+            console = console_collector(second)
+            ask(first, "Hello, who are you?")
+            wait_until(lambda: llm.calls, "the first user's turn to reach the LLM")
+            ask(second, "Hello, who are you?")
+            second.wait_for_function("document.querySelector('#queue-note').innerText.includes('ahead of yours')",
+                                     timeout=PAGE_WAIT_MS, polling=POLL_MS)
+            note = second.locator("#queue-note").inner_text()
+            state = second.evaluate("window.avatarState.state")
+            second.screenshot(path=str(artifacts / "turn_queue_waiting.png"))
+            gate.set()
+            second.wait_for_function(f"document.querySelector('#chat').innerText.includes({FAKE_ANSWER[:20]!r})",
+                                     timeout=PAGE_WAIT_MS, polling=POLL_MS)
+            note_after = second.locator("#queue-note").inner_text()
+    finally:
+        gate.set()
     assert "⏳ 1 turn is ahead of yours." in note, note
-    assert state == "waiting", (state, consoles[1])
+    assert state == "waiting", (state, console)
     assert "ahead" not in note_after
+
+
+def test_a_question_that_interrupts_a_slow_ending_turn_is_answered(chromium, tmp_path):  # noqa: F811
+    """The interrupted turn is held while it voices its second clip, so its event is still running when the new
+    question is queued: the case Gradio's default trigger mode ("once") silently dropped."""
+    config = load_config({"AVATAR_CACHE_DIR": str(tmp_path), "AVATAR_EXPERIMENT": "none",
+                          "AVATAR_RESPONSE_CACHE": "0"})
+    from app import build_app
+
+    gate = threading.Event()
+    llm = FakeLLM(config)
+    policy = TurnPolicy(limit=1, session_limit=1)
+    demo = build_app(fake_pipeline(config, llm=llm, tts=FakeTTS(gate=gate, gate_after=1)), policy=policy)
+    try:
+        with serve_blocks(demo) as url:
+            (page,) = open_pages(chromium, url, 1)
+            ask(page, "Hello, who are you?")
+            page.wait_for_function("window.avatarState.turnId && !window.avatarState.turnId.startsWith('state-')",
+                                   timeout=PAGE_WAIT_MS, polling=POLL_MS)  # the first clip is there; the next waits
+            ask(page, SECOND_QUESTION)
+            wait_until(lambda: "1 running, 1 waiting" in policy.status(), "the second question to join the queue")
+            gate.set()  # the first turn ends now, after the second question was queued
+            wait_until(lambda: len(llm.calls) >= 2, "the second question to reach the LLM")
+            page.wait_for_function(
+                f"document.querySelector('#chat').innerText.split({SECOND_QUESTION!r})[1]?.includes({FAKE_ANSWER!r})",
+                timeout=PAGE_WAIT_MS, polling=POLL_MS)
+            chat = page.locator("#chat").inner_text()
+    finally:
+        gate.set()
+    assert "(interrupted)" in chat.split(SECOND_QUESTION)[0], chat
