@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import logging
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -87,3 +88,10 @@ def console_collector(page) -> list[str]:
     page.on("console", lambda msg: lines.append(f"{msg.type}: {msg.text}"))
     page.on("pageerror", lambda err: lines.append(f"pageerror: {err}"))
     return lines
+
+
+def ask(page, text: str) -> float:
+    """Type a question in the Talk tab and press Send; the time of the click (``time.perf_counter``)."""
+    page.locator("#question textarea").fill(text)
+    page.locator("#send").click()
+    return time.perf_counter()

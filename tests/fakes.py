@@ -33,7 +33,7 @@ TONE_HZ = 220.0
 
 
 GATE_TIMEOUT_S = 120.0
-"""A gated fake LLM writes anyway after this long, so a test that forgets to open the gate fails instead of hanging."""
+"""A gated fake goes on anyway after this long, so a test that forgets to open its gate fails instead of hanging."""
 
 
 class FakeLLM(LLMBackend):

@@ -12,6 +12,7 @@ from app import build_app
 from core.errors import PipelineError
 from core.types import ChatMessage, ReplyDelta, SpokenClip, TurnComplete
 from tests.browser import (
+    ask,
     chromium,  # noqa: F401 - a fixture (tests below take it: F811 there)
     console_collector,
     serve_blocks,
@@ -36,12 +37,6 @@ class TurnSpy:
                 yield event
 
         monkeypatch.setattr(pipeline, "run_turn", run_turn)
-
-
-def ask(page, text: str) -> float:
-    page.locator("#question textarea").fill(text)
-    page.locator("#send").click()
-    return time.perf_counter()
 
 
 def test_a_new_message_while_the_avatar_speaks_stops_it_and_keeps_only_what_was_heard(

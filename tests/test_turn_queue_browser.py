@@ -10,7 +10,7 @@ import time
 
 from core.config import load_config
 from core.turn_policy import TurnPolicy
-from tests.browser import chromium, serve_blocks  # noqa: F401 - chromium is a fixture
+from tests.browser import ask, chromium, serve_blocks  # noqa: F401 - chromium is a fixture
 from tests.fakes import FAKE_ANSWER, FakeLLM, FakeTTS, fake_pipeline
 
 PAGE_WAIT_MS = 60_000
@@ -26,11 +26,6 @@ def open_pages(browser, url: str, n: int) -> list:
         page.goto(url)
         page.wait_for_function("window.avatarState && window.avatarState.ready", timeout=PAGE_WAIT_MS)
     return pages
-
-
-def ask(page, text: str) -> None:
-    page.locator("#question textarea").fill(text)
-    page.locator("#send").click()
 
 
 def wait_until(condition, what: str, timeout_s: float = PAGE_WAIT_MS / 1000) -> None:
