@@ -236,7 +236,8 @@ def test_without_a_startable_local_model_answers_quote_the_knowledge_base(tmp_pa
 # Grounding helpers for the small model, and how well the default answers from the knowledge base
 # ---------------------------------------------------------------------------------------------------------------
 
-GROUNDING_CASES = [json.loads(line) for line in (DATA_DIR / "llm_grounding_eval.jsonl").read_text().splitlines()]
+GROUNDING_CASES = [case for line in (DATA_DIR / "llm_grounding_eval.jsonl").read_text().splitlines()
+                   if (case := json.loads(line)).get("answerable", True)]  # the unanswerable ones have no facts
 GROUNDED_MEAN_FLOOR = 0.55  # measured 0.665 (24/34 correct); the old layout scored 0.152 (7/34) at temperature 0.3
 GROUNDED_CORRECT_FLOOR = 20
 

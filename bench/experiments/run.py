@@ -34,8 +34,8 @@ from core.experiments.report import experiment_report  # noqa: E402
 from scripts.app_process import start_app, stop_app  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-QUESTIONS = [json.loads(line) for line in (ROOT / "data" / "llm_grounding_eval.jsonl").read_text().splitlines()
-             if line.strip()]
+QUESTIONS = [q for line in (ROOT / "data" / "llm_grounding_eval.jsonl").read_text().splitlines()
+             if line.strip() and (q := json.loads(line)).get("answerable", True)]  # a question with facts to rate
 PORT = 7904
 START_TIMEOUT_S = 600
 

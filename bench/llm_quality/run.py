@@ -6,7 +6,8 @@ the response cache off. Two knowledge bases: the project's own (``knowledge_base
 Saltmere Ferries one (``data/llm_eval/``: questions and persona turns never used for tuning). Writes
 ``bench/llm_quality/results.md`` and every answer to ``bench/llm_quality/answers.jsonl``.
 
-Run: ``python bench/llm_quality/run.py [--models qwen2.5-coder-1.5b smollm2-135m] [--limit N]``.
+Run: ``python bench/llm_quality/run.py [--models qwen2.5-coder-1.5b smollm2-135m] [--limit N] [--sets tuning]
+[--output DIR]``.
 """
 
 from __future__ import annotations
@@ -91,6 +92,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set (a quick look)")
+    parser.add_argument("--sets", nargs="+", choices=list(GROUNDING_SETS), default=list(GROUNDING_SETS),
+                        help="which sets to run (while tuning, run only 'tuning')")
+    parser.add_argument("--output", type=Path, default=HERE, help="folder for results.md and answers.jsonl")
     args = parser.parse_args()
     base = load_config({k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_", "DATABRICKS_", "OPENAI_"))})
     base = replace(base, llm=replace(base.llm, backend="local"))
@@ -101,10 +105,12 @@ def main() -> None:
     persona: dict[tuple[str, str], dict[str, list[bool]]] = defaultdict(lambda: defaultdict(list))
     first_audio: dict[tuple[str, str], list[float]] = defaultdict(list)
     started = time.time()
-    for model in args.models:
+    for done_models, model in enumerate(args.models, start=1):
         pipelines = {kb: pipeline_for(base, model, kb, work) for kb in KBS}
         known = {kb: documents_text(path) + "\n" + base.llm.system_prompt for kb, path in KBS.items()}
         for set_name, (kb, path, _, word_start) in GROUNDING_SETS.items():
+            if set_name not in args.sets:
+                continue
             cases: list[GroundingCase] = load_cases(path)[: args.limit or None]
             for case in cases:
                 done = ask(pipelines[kb], case.question)
@@ -119,6 +125,8 @@ def main() -> None:
                                       done.timings_s.get("first_audio_s", 0.0), verdict))
                 print(f"{model} {set_name} {case.id}: {verdict} | {done.reply.text[:90]}", flush=True)
         for set_name, (path, _) in PERSONA_SETS.items():
+            if set_name not in args.sets:
+                continue
             turns: list[PersonaTurn] = load_turns(path, name)[: args.limit or None]
             for turn in turns:
                 done = ask(pipelines[turn.kb], turn.question, turn.history)
@@ -129,11 +137,13 @@ def main() -> None:
                                       done.timings_s.get("first_audio_s", 0.0), failure or "pass"))
                 print(f"{model} persona {set_name} {turn.id}: {failure or 'pass'} | {done.reply.text[:90]}",
                       flush=True)
-    write_results(args.models, grounding, persona, first_audio, answers, time.time() - started)
+        # written after each model, so an interrupted run keeps the models it finished
+        write_results(args.output, args.models[:done_models], grounding, persona, first_audio, answers,
+                      time.time() - started)
 
 
-def write_results(models: list[str], grounding: dict, persona: dict, first_audio: dict, answers: list[Answer],
-                  seconds: float) -> None:
+def write_results(output: Path, models: list[str], grounding: dict, persona: dict, first_audio: dict,
+                  answers: list[Answer], seconds: float) -> None:
     labels = {m: local_model(m).label for m in models}
     lines = [
         "# Answer quality of the local models",
@@ -174,8 +184,9 @@ def write_results(models: list[str], grounding: dict, persona: dict, first_audio
     for a in answers:
         if "held-out" in a.set and a.verdict not in ("correct", "pass"):
             lines.append(f"- {labels[a.model]}, {a.id} “{a.question}” → “{a.answer}” ({a.verdict})")
-    (HERE / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
-    with (HERE / "answers.jsonl").open("w", encoding="utf-8") as out:
+    output.mkdir(parents=True, exist_ok=True)
+    (output / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")
+    with (output / "answers.jsonl").open("w", encoding="utf-8") as out:
         for a in answers:
             out.write(json.dumps(a.__dict__, ensure_ascii=False) + "\n")
     print("\n".join(lines))
