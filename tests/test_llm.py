@@ -33,6 +33,7 @@ from core.llm.probe import probe
 from core.persona import runtime_note
 from core.retrieval import NO_CONTEXT_NOTE, create_retrieval, format_context
 from core.types import ChatMessage, Passage, Reply
+from core.words import load_stopwords
 from tests.fake_databricks import FAKE_TOKEN, HOLD_S, FakeServing, FakeServingServer
 
 TOKEN = FAKE_TOKEN
@@ -275,15 +276,15 @@ def test_best_sentences_rank_by_shared_words_and_drop_weak_ones() -> None:
     )
 
 
-def test_grounding_file_is_validated(tmp_path: Path) -> None:
-    assert load_grounding().examples and "the" in load_grounding().stopwords
+def test_grounding_and_stopword_files_are_validated(tmp_path: Path) -> None:
+    assert load_grounding().examples and "the" in load_stopwords()
     bad = tmp_path / "grounding.json"
-    bad.write_text('{"stopwords": ["the"], "examples": [{"passage": "x", "source": "y", "question": "z"}]}')
+    bad.write_text('{"examples": [{"passage": "x", "source": "y", "question": "z"}]}')
     with pytest.raises(ConfigError, match="example 0"):
         load_grounding(bad)
-    bad.write_text('{"stopwords": ["The End"], "examples": []}')
+    bad.write_text('{"stopwords": ["The End"]}')
     with pytest.raises(ConfigError, match="stopwords"):
-        load_grounding(bad)
+        load_stopwords(bad)
 
 
 def test_small_prompt_puts_the_best_sentences_of_the_top_passage_before_the_question(small_llm: LocalGGUFLLM

@@ -5,7 +5,7 @@ documents never mention ("Is there Wi-Fi on board?" → "No Wi-Fi on the ferries
 nearest document, so its score cannot tell. Two cheap steps can:
 
 1. ``Vocabulary.unknown_words``: the question's content words (stopwords left out, words compared by their first
-   letters as in ``core.llm.grounding``) that appear in no document of the knowledge base, nor in the persona. Most
+   letters as in ``core.words``) that appear in no document of the knowledge base, nor in the persona. Most
    questions have none, and they are answered from their document at no extra cost.
 2. For a question with such a word, the model reads the prompt it is about to answer (its document, the history
    and the question; the document's evaluation is saved, and the answer reuses all of it) followed by one more
@@ -29,8 +29,8 @@ from pathlib import Path
 
 from core.config import DATA_DIR
 from core.errors import ConfigError
-from core.llm.grounding import content_stems
 from core.types import Passage
+from core.words import content_stems
 
 COVERAGE_PATH = DATA_DIR / "llm_coverage.json"
 

@@ -4,7 +4,8 @@ SmolLM2-135M cannot read three long passages in a system message and find the an
 It does far better with one or two sentences placed in the user turn next to the question, after an example of
 answering from a passage. ``best_sentences`` ranks a passage's sentences by how many of the question's content
 words (crudely stemmed) they contain; ``grounded_question`` builds that user turn; ``extractive_answer`` states the
-best sentences themselves, for when even that is too much for the model.
+best sentences themselves, for when even that is too much for the model. Words are compared as ``core.words``
+does.
 """
 
 from __future__ import annotations
@@ -19,12 +20,9 @@ from pathlib import Path
 from core.config import DATA_DIR
 from core.errors import ConfigError
 from core.types import ChatMessage, Passage
+from core.words import content_stems
 
 GROUNDING_PATH = DATA_DIR / "llm_grounding.json"
-STEM_CHARS = 5
-"""Words are compared by their first five letters: "visemes"/"viseme", "recorded"/"recording" match."""
-
-_WORD = re.compile(r"[a-z0-9]+")  # AVATAR_SYSTEM_PROMPT and tiny.en are several words
 _SENTENCE_END = re.compile(r"(?<=[.!?])\s+(?=[A-Z0-9`\"'(])")
 _MARKUP = re.compile(r"^\s*(?:#{1,6}\s+|[-*+]\s+|\d{1,3}[.)]\s+)")
 _HEADING = re.compile(r"^\s*#{1,6}\s+")
@@ -42,9 +40,8 @@ class GroundedExample:
 
 @dataclass(frozen=True, slots=True)
 class GroundingData:
-    """The stopwords and grounded examples from ``data/llm_grounding.json``."""
+    """The grounded examples from ``data/llm_grounding.json``."""
 
-    stopwords: frozenset[str]
     examples: tuple[GroundedExample, ...]
 
 
@@ -52,15 +49,12 @@ def load_grounding(path: Path = GROUNDING_PATH) -> GroundingData:
     """Read and validate the grounding data file.
 
     Raises:
-        ConfigError: the file is missing or malformed (stopwords not lower-case words, an example field empty).
+        ConfigError: the file is missing or malformed (an example with other fields, or an empty one).
     """
     try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-        stopwords, examples = data["stopwords"], data["examples"]
+        examples = json.loads(path.read_text(encoding="utf-8"))["examples"]
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: cannot read the grounding data ({type(exc).__name__}: {exc})") from exc
-    if not isinstance(stopwords, list) or not all(isinstance(w, str) and _WORD.fullmatch(w) for w in stopwords):
-        raise ConfigError(f"{path}: 'stopwords' must be a list of lower-case words")
     fields = set(GroundedExample.__slots__)
     parsed = []
     for i, example in enumerate(examples if isinstance(examples, list) else [None]):
@@ -69,19 +63,13 @@ def load_grounding(path: Path = GROUNDING_PATH) -> GroundingData:
         if not all(isinstance(v, str) and v.strip() for v in example.values()):
             raise ConfigError(f"{path}: example {i} has an empty or non-text field")
         parsed.append(GroundedExample(**example))
-    return GroundingData(frozenset(stopwords), tuple(parsed))
+    return GroundingData(tuple(parsed))
 
 
 @lru_cache(maxsize=1)
 def grounding_data() -> GroundingData:
     """The default grounding data, read once."""
     return load_grounding()
-
-
-def content_stems(text: str) -> set[str]:
-    """The stems (first letters) of the words in ``text`` that carry meaning: no stopwords."""
-    stopwords = grounding_data().stopwords
-    return {w[:STEM_CHARS] for w in _WORD.findall(text.lower()) if w not in stopwords}
 
 
 def split_sentences(text: str) -> list[str]:

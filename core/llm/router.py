@@ -23,8 +23,8 @@ from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError
 from core.llm.base import LLMBackend
 from core.llm.chat_completions import estimate_tokens
-from core.llm.grounding import content_stems
 from core.types import ChatMessage, Passage, Reply
+from core.words import content_stems
 
 log = logging.getLogger(__name__)
 
