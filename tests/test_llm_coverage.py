@@ -43,10 +43,13 @@ def test_the_coverage_question_is_validated(tmp_path: Path) -> None:
     asked = load_coverage_question()
     assert asked.ask.endswith("?") or asked.ask.endswith(".")
     assert "don't know" in asked.reply  # what the scoring rules count as admitting it
-    good = {"ask": "Is it there?", "yes": "Yes", "no": "No", "min_yes": 0.5, "reply": "I don't know."}
+    assert not asked.checks("Who made you?") and asked.checks("Who made the avatar?")
+    good = {"ask": "Is it there?", "yes": "Yes", "no": "No", "min_yes": 0.5, "reply": "I don't know.",
+            "about_you": ["you"]}
     for broken, message in (({"ask": " "}, "must be non-empty text"), ({"reply": None}, "must be non-empty text"),
                             ({"no": "Yes"}, "two different words"), ({"min_yes": 1.5}, "between 0 and 1"),
-                            ({"yes": None}, "two different words"), ({"min_yes": "high"}, "cannot read")):
+                            ({"yes": None}, "two different words"), ({"min_yes": "high"}, "cannot read"),
+                            ({"about_you": ["You!"]}, "lower-case words")):
         path = tmp_path / "coverage.json"
         path.write_text(json.dumps({**good, **broken}), encoding="utf-8")
         with pytest.raises(ConfigError, match=message):

@@ -2,7 +2,8 @@
 
 A small model handed the nearest document answers from it even when the question is about something the
 documents never mention ("Is there Wi-Fi on board?" → "No Wi-Fi on the ferries."). Retrieval always finds a
-nearest document, so its score cannot tell. Two cheap steps can:
+nearest document, so its score cannot tell. Two cheap steps can (a question about the assistant itself, "Who
+made you?", is answered from the persona and not checked):
 
 1. ``Vocabulary.unknown_words``: the question's content words (stopwords left out, words compared by their first
    letters as in ``core.words``) that appear in no document of the knowledge base, nor in the persona. Most
@@ -14,9 +15,9 @@ nearest document, so its score cannot tell. Two cheap steps can:
    handed no document, the model answers from general knowledge instead ("Yes, the avatar can speak French.",
    measured on every one of the tuning set's twelve unanswerable questions).
 
-The wording, the threshold and the reply live in ``data/llm_coverage.json``; they were tuned on the tuning set's
-unanswerable questions (``data/llm_grounding_eval.jsonl``, ids u01–u12) and its answerable ones, never on the
-held-out set.
+The wording, the threshold, the reply and the words of a question about the assistant live in
+``data/llm_coverage.json``; they were tuned on the tuning sets (``data/llm_grounding_eval.jsonl`` with its
+unanswerable questions u01–u12, and ``data/llm_persona_dev.jsonl``), never on the held-out set.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from pathlib import Path
 from core.config import DATA_DIR
 from core.errors import ConfigError
 from core.types import Passage
-from core.words import content_stems
+from core.words import WORD, content_stems
 
 COVERAGE_PATH = DATA_DIR / "llm_coverage.json"
 
@@ -47,6 +48,13 @@ class CoverageQuestion:
     """The share P(yes) / (P(yes) + P(no)) at or above which the material counts as answering."""
     reply: str
     """What the assistant says when it does not."""
+    about_you: frozenset[str]
+    """Words that make a question one about the assistant itself ("Who made you?"): its answer is in the persona,
+    not in a document, so such a question is not checked."""
+
+    def checks(self, question: str) -> bool:
+        """Whether the question is one to check (it is not about the assistant itself)."""
+        return not self.about_you & set(WORD.findall(question.lower()))
 
 
 def load_coverage_question(path: Path = COVERAGE_PATH) -> CoverageQuestion:
@@ -58,7 +66,8 @@ def load_coverage_question(path: Path = COVERAGE_PATH) -> CoverageQuestion:
     """
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
-        asked = CoverageQuestion(data["ask"], data["yes"], data["no"], float(data["min_yes"]), data["reply"])
+        asked = CoverageQuestion(data["ask"], data["yes"], data["no"], float(data["min_yes"]), data["reply"],
+                                 frozenset(data["about_you"]))
     except (OSError, ValueError, KeyError, TypeError) as exc:
         raise ConfigError(f"{path}: cannot read the coverage question ({type(exc).__name__}: {exc})") from exc
     words = (asked.yes, asked.no)
@@ -66,6 +75,8 @@ def load_coverage_question(path: Path = COVERAGE_PATH) -> CoverageQuestion:
         raise ConfigError(f"{path}: 'ask' and 'reply' must be non-empty text")
     if not all(isinstance(w, str) and w.isalpha() for w in words) or asked.yes == asked.no:
         raise ConfigError(f"{path}: 'yes' and 'no' must be two different words")
+    if not all(isinstance(w, str) and WORD.fullmatch(w) for w in asked.about_you):
+        raise ConfigError(f"{path}: 'about_you' must be a list of lower-case words")
     if not 0.0 <= asked.min_yes <= 1.0:
         raise ConfigError(f"{path}: 'min_yes' must be between 0 and 1")
     return asked

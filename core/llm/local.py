@@ -200,7 +200,7 @@ class LocalGGUFLLM(GeneratingLLM):
         conversation = self._conversation(messages)
         question = conversation[-1].content
         unknown = self.vocabulary.unknown_words(question)
-        if not unknown or self._coverage is None or self.prefixes is None:
+        if not unknown or self._coverage is None or self.prefixes is None or not self._coverage.checks(question):
             return True
         started = time.perf_counter()
         prompt = self._prompt(conversation, passages)
