@@ -458,5 +458,6 @@ class Pipeline:
             StageMetrics("lipsync", track.source, timings["lipsync_s"]),
         )
         emotion: Emotion = self.stages.emotion.classify(reply.text)
-        cited = tuple(p for p in passages if p.score > 0)  # what the search found, not the document around it
+        # what the search found, not the document around it; nothing for an answer that is not from the passages
+        cited = tuple(p for p in passages if p.score > 0) if reply.cites else ()
         return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, cited)

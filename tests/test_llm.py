@@ -117,7 +117,7 @@ def test_local_says_it_does_not_know_when_the_document_does_not_cover_a_word_of_
     assert vocabulary.unknown_words(google[0].content) and not local_llm._document_answers(google, [PRIVACY])
     deltas, reply = split(list(local_llm.stream(google, [PRIVACY])))
     assert reply.text == "".join(deltas).strip() == load_coverage_question().reply
-    assert reply.model.endswith("+coverage") and reply.completion_tokens == 0
+    assert reply.model.endswith("+coverage") and reply.completion_tokens == 0 and not reply.cites
     covered = [ChatMessage("user", "Does my voice recording ever leave this computer?")]  # "computer": unknown
     assert vocabulary.unknown_words(covered[0].content) and local_llm._document_answers(covered, [PRIVACY])
 

@@ -165,7 +165,7 @@ class LocalGGUFLLM(GeneratingLLM):
                     functools.partial(self._document_answers, messages, passages), True):
                 yield self._coverage.reply
                 yield Reply(self._coverage.reply, prompt_tokens=0, completion_tokens=0, backend=self.name,
-                            model=f"{self.model}+coverage")
+                            model=f"{self.model}+coverage", cites=False)
             else:
                 yield from super().stream(messages, passages)
             return
