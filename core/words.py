@@ -1,8 +1,8 @@
 """Words for matching a question with text: lower-case words, their stems, and the stopwords that carry no topic.
 
 Used wherever the project compares a question's words with text: the local model's grounding (which sentences of
-a passage answer it), the router (how many content words a question has) and the coverage check (which words no
-document uses). Stopwords are in ``data/stopwords.json``.
+a passage answer it) and the router (how many content words a question has). Stopwords are in
+``data/stopwords.json``.
 """
 
 from __future__ import annotations

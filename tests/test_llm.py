@@ -27,7 +27,6 @@ from core.llm import (
     load_examples,
     spoken_text,
 )
-from core.llm.coverage import Vocabulary, load_coverage_question
 from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
 from core.llm.packaged import join_parts, load_catalogue, local_model
 from core.llm.probe import probe
@@ -104,24 +103,6 @@ def test_local_answers_from_a_passage_in_its_own_words(local_llm: LocalGGUFLLM) 
     assert (reply.backend, reply.model, reply.finish_reason) == ("local", local_llm.path.stem, "stop")
 
 
-def test_local_says_it_does_not_know_when_the_document_does_not_cover_a_word_of_the_question(
-        local_llm: LocalGGUFLLM, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The coverage check: a question with a word no document uses is put to the model against the document."""
-    vocabulary = Vocabulary()
-    vocabulary.add([local_llm.config.system_prompt, PRIVACY.text])
-    monkeypatch.setattr(local_llm, "vocabulary", vocabulary)
-    asked = local_llm.prefixes.hits.copy()
-    assert local_llm._document_answers([ChatMessage("user", VOICE_QUESTION)], [PRIVACY])
-    assert local_llm.prefixes.hits == asked  # every word is known: no model call
-    google = [ChatMessage("user", "Can I log in with my Google account?")]
-    assert vocabulary.unknown_words(google[0].content) and not local_llm._document_answers(google, [PRIVACY])
-    deltas, reply = split(list(local_llm.stream(google, [PRIVACY])))
-    assert reply.text == "".join(deltas).strip() == load_coverage_question().reply
-    assert reply.model.endswith("+coverage") and reply.completion_tokens == 0 and not reply.cites
-    covered = [ChatMessage("user", "Does my voice recording ever leave this computer?")]  # "computer": unknown
-    assert vocabulary.unknown_words(covered[0].content) and local_llm._document_answers(covered, [PRIVACY])
-
-
 def test_local_prompt_counts_every_token_of_the_prompt(local_llm: LocalGGUFLLM) -> None:
     conversation = [ChatMessage("system", local_llm.config.system_prompt), ChatMessage("user", VOICE_QUESTION)]
     reply = local_llm.complete(conversation, [PRIVACY])
@@ -149,9 +130,7 @@ def test_local_reuses_the_prompt_beginning_of_a_document(local_llm: LocalGGUFLLM
     assert after["context"] + after["ram"] + after["disk"] == before["context"] + before["ram"] + before["disk"] + 1
 
 
-def test_local_prepares_documents_ahead_and_restores_them_from_ram(local_llm: LocalGGUFLLM,
-                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
-    monkeypatch.setattr(local_llm, "vocabulary", Vocabulary())  # prepare() adds to it; other tests keep theirs
+def test_local_prepares_documents_ahead_and_restores_them_from_ram(local_llm: LocalGGUFLLM) -> None:
     other = Passage("Piper speaks with the joe voice, a man's voice.", "voice.md", "Voice", 0.0)
     local_llm.prepare(local_llm.config.system_prompt, [[other], [PRIVACY]])
     before = dict(local_llm.prefixes.hits)

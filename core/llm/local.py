@@ -10,10 +10,6 @@ Two prompting profiles, one per model size (``core.llm.packaged.Profile``):
   sentences of the best passage next to the question, or, for a confident passage, those sentences are the answer
   (``core.llm.grounding``).
 
-For the "passages" profile, a question using a word no document uses is first put to the model against its
-document ("is the answer in the reference material?", ``core.llm.coverage``); when it is not, the assistant says
-it does not know instead of answering from the nearest document.
-
 Before loading, ``core.llm.probe`` loads the model and generates a few tokens in a child process, so a llama.cpp
 build that crashes on this CPU disables the model with a message instead of killing the app.
 """
@@ -21,7 +17,6 @@ build that crashes on this CPU disables the model with a message instead of kill
 from __future__ import annotations
 
 import contextlib
-import functools
 import json
 import logging
 import os
@@ -32,18 +27,14 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
-import numpy as np
-
 from core.backend import backend_errors
-from core.best_effort import best_effort
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
 from core.guard import default_guard
 from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage
-from core.llm.coverage import Vocabulary, load_coverage_question, yes_share
 from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
 from core.llm.packaged import LocalModel, local_model, resolve_local
-from core.llm.prefix_cache import PrefixStates, common_prefix
+from core.llm.prefix_cache import PrefixStates
 from core.llm.probe import probe
 from core.types import ChatMessage, Passage, Reply
 
@@ -137,8 +128,6 @@ class LocalGGUFLLM(GeneratingLLM):
         model_id = f"{self.path.name}:{self.path.stat().st_size}:{llama_cpp.__version__}"
         states_dir = config.model_dir / PREFIX_STATES_DIR / self.path.stem  # derived from the model, kept beside it
         self.prefixes = PrefixStates(states_dir, model_id) if self.profile.grounding == "passages" else None
-        self.vocabulary = Vocabulary()  # filled by prepare(); empty, it calls no word unknown
-        self._coverage = load_coverage_question() if self.prefixes is not None else None
         log.info("LLM local: loaded %s (%s) in %.2f s; start-up check %.1f tokens/s", self.path.name,
                  resolved.source, time.perf_counter() - started, checked.tokens_per_s)
 
@@ -160,14 +149,7 @@ class LocalGGUFLLM(GeneratingLLM):
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         if self.profile.grounding == "passages":
-            if passages and self._coverage and not best_effort(
-                    "checking that the document answers the question",
-                    functools.partial(self._document_answers, messages, passages), True):
-                yield self._coverage.reply
-                yield Reply(self._coverage.reply, prompt_tokens=0, completion_tokens=0, backend=self.name,
-                            model=f"{self.model}+coverage", cites=False)
-            else:
-                yield from super().stream(messages, passages)
+            yield from super().stream(messages, passages)
             return
         question = self._conversation(messages)[-1].content
         confident = [p for p in _best_first(passages) if p.score >= self.config.extractive_min_score]
@@ -186,44 +168,10 @@ class LocalGGUFLLM(GeneratingLLM):
         """Evaluate and save the prompt beginning of each document now, so that its first question is fast."""
         if self.prefixes is None:
             return
-        self.vocabulary.add([system_prompt])
-        self.vocabulary.add_documents(documents)
         for passages in documents:
             system = self._prompt([ChatMessage("system", system_prompt), ChatMessage("user", "?")], passages)[0]
             with self._lock:
                 self.prefixes.prepare(self._llm, self._tokens([system], reply=False))
-
-    def _document_answers(self, messages: Sequence[ChatMessage], passages: Sequence[Passage]) -> bool:
-        """Whether the passages' document answers the question: yes unless the question uses a word that no
-        document uses and the model, reading the prompt it would answer, gives "yes" too small a share
-        (``core.llm.coverage``). The prompt is evaluated here, so the answer that follows reuses it."""
-        conversation = self._conversation(messages)
-        question = conversation[-1].content
-        unknown = self.vocabulary.unknown_words(question)
-        if not unknown or self._coverage is None or self.prefixes is None or not self._coverage.checks(question):
-            return True
-        started = time.perf_counter()
-        prompt = self._prompt(conversation, passages)
-        asked = self._tokens(prompt, reply=False) + self._tokens([ChatMessage("user", self._coverage.ask)])
-        yes, no = (self._llm.tokenize(word.encode(), add_bos=False)[0]
-                   for word in (self._coverage.yes, self._coverage.no))
-        with self._lock:
-            self.prefixes.prepare(self._llm, self._tokens(prompt[:1], reply=False))
-            logits = self._next_token_logits(asked)
-        share = yes_share(float(logits[yes]), float(logits[no]))
-        answers = share >= self._coverage.min_yes
-        log.info("LLM local: %s uses words no document uses (%s); the model gives %.2f that %s answers it (%.2f s)%s",
-                 f"{question[:60]!r}", ", ".join(unknown), share, passages[0].source,
-                 time.perf_counter() - started, "" if answers else ": answering without it")
-        return answers
-
-    def _next_token_logits(self, tokens: Sequence[int]) -> np.ndarray:
-        """Evaluate ``tokens`` (reusing what the context already holds) and return the logits of the next token."""
-        llm = self._llm
-        shared = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)  # the last is decoded
-        llm.n_tokens = shared
-        llm.eval(tokens[shared:])
-        return np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),)).copy()
 
     def _prompt(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> list[ChatMessage]:
         """The profile's layout, trimmed to the context window (the oldest history goes first)."""
