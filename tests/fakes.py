@@ -14,11 +14,12 @@ from typing import ClassVar
 
 import numpy as np
 
-from core.config import AppConfig
+from core.config import AppConfig, LLMConfig
 from core.emotion import EmotionBackend
 from core.lipsync import LipsyncBackend
 from core.lipsync.phonemes import VisemeSegment
 from core.llm import LLMBackend
+from core.llm.base import GeneratingLLM, StreamGen, Usage
 from core.pipeline import Pipeline
 from core.retrieval import RetrievalBackend
 from core.stages import Stages
@@ -159,3 +160,26 @@ def fake_pipeline(config: AppConfig, *, llm: LLMBackend | None = None, tts: TTSB
     stages = Stages(config, llm=llm or FakeLLM(config), tts=tts or FakeTTS(), emotion=FakeEmotion(),
                     lipsync=FakeLipsync(), retrieval=FakeRetrieval())
     return Pipeline(config, stages)
+
+
+class ScriptedLLM(GeneratingLLM):
+    """A backend that streams a fixed answer word by word, recording whether it was told to stop."""
+
+    name = "scripted"
+
+    def __init__(self, answer: str) -> None:
+        super().__init__(LLMConfig(max_sentences=3))
+        self.answer = answer
+        self.stopped_early = False
+
+    @property
+    def model(self) -> str:
+        return "scripted"
+
+    def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
+        words = self.answer.split(" ")
+        for i, word in enumerate(words):
+            if (yield word + (" " if i < len(words) - 1 else "")):
+                self.stopped_early = i < len(words) - 1
+                break
+        return Usage(10, len(words))

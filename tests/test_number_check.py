@@ -6,11 +6,10 @@ from collections.abc import Sequence
 
 import pytest
 
-from core.config import LLMConfig
 from core.guard import default_guard
-from core.llm.base import GeneratingLLM, StreamGen, Usage
 from core.llm.number_check import NumberCheck, numbers_in
 from core.types import ChatMessage, Passage, Reply
+from tests.fakes import ScriptedLLM
 
 FALLBACK = default_guard().unsupported_number
 SOURCES = ["Returns are accepted within 45 days. A repair costs $3.50 and 1,200 parts are in stock. Open 9:00."]
@@ -47,29 +46,6 @@ def test_an_incomplete_clause_is_held_until_it_ends() -> None:
     assert check.screen("The phone number is 555", 0, final=True).text == FALLBACK
 
 
-class ScriptedLLM(GeneratingLLM):
-    """A backend that streams a fixed answer word by word, recording whether it was told to stop."""
-
-    name = "scripted"
-
-    def __init__(self, answer: str) -> None:
-        super().__init__(LLMConfig(max_sentences=3))
-        self.answer = answer
-        self.stopped_early = False
-
-    @property
-    def model(self) -> str:
-        return "scripted"
-
-    def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
-        words = self.answer.split(" ")
-        for i, word in enumerate(words):
-            if (yield word + (" " if i < len(words) - 1 else "")):
-                self.stopped_early = i < len(words) - 1
-                break
-        return Usage(10, len(words))
-
-
 def _say(answer: str, passages: Sequence[Passage]) -> tuple[list[str], Reply, ScriptedLLM]:
     llm = ScriptedLLM(answer)
     *deltas, reply = llm.stream([ChatMessage("user", "What is the support phone number?")], passages)
@@ -90,3 +66,9 @@ def test_a_grounded_stream_with_supported_numbers_and_an_ungrounded_one_are_unch
     assert reply.text == answer == "".join(deltas)
     deltas, reply, _ = _say("There are 7 days in a week.", [])
     assert reply.text == "There are 7 days in a week."
+
+
+def test_an_answer_ends_where_it_starts_copying_a_passage_delimiter() -> None:
+    passages = [Passage(SOURCES[0], "shop.md", "Shop", 0.5)]
+    deltas, reply, llm = _say("Returns are accepted within 45 days. <<<END>>> A repair costs $3.50.", passages)
+    assert reply.text == "Returns are accepted within 45 days." and "<" not in "".join(deltas) and llm.stopped_early

@@ -21,7 +21,7 @@ from core.errors import InputError, PipelineError
 from core.guard import default_guard
 from core.llm.number_check import NumberCheck
 from core.persona import runtime_note
-from core.retrieval import NO_CONTEXT_NOTE, format_context
+from core.retrieval import CONTEXT_OPEN, NO_CONTEXT_NOTE, format_context
 from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
@@ -106,10 +106,9 @@ class GeneratingLLM(LLMBackend, ABC):
     after the note on what the model runs on); end the answer after ``config.max_sentences`` sentences (a spoken
     answer is capped by speech, not cut mid-sentence by a token limit); time and log each stream; turn library
     errors into ``BackendError`` (retryable for timeouts and transient failures); cut an answer that floods one
-    symbol or word (``core.guard``); end a grounded answer at a number its sources don't hold
-    (``core.llm.number_check``); assemble the final ``Reply``. A
-    backend implements ``_stream``: a generator of text deltas that returns a ``Usage`` and stops early when sent
-    True.
+    symbol or word (``core.guard``) or starts copying a passage delimiter; end a grounded answer at a number its
+    sources don't hold (``core.llm.number_check``); assemble the final ``Reply``. A backend implements
+    ``_stream``: a generator of text deltas that returns a ``Usage`` and stops early when sent True.
     """
 
     @property
@@ -141,8 +140,8 @@ class GeneratingLLM(LLMBackend, ABC):
                     first_token_s = time.perf_counter() - started
                 parts.append(delta)
                 text = "".join(parts)
-                ends = [end for end in (sentence_end(text, self.config.max_sentences) or None, guard.flood_end(text))
-                        if end is not None]
+                ends = [end for end in (sentence_end(text, self.config.max_sentences) or None, guard.flood_end(text),
+                                        _quote_marker(text)) if end is not None]
                 if ends:
                     enough = True  # sent back with the next request: the backend stops generating
                     text = text[: min(ends)]
@@ -192,6 +191,13 @@ class GeneratingLLM(LLMBackend, ABC):
     def _is_retryable(self, exc: BaseException) -> bool:
         """Whether the same call may succeed later."""
         return isinstance(exc, TimeoutError)
+
+
+def _quote_marker(text: str) -> int | None:
+    """Where the answer starts writing a passage delimiter copied from the prompt ("... departure. <<<END>>>" was
+    measured), or None: the answer is over there, and the marker must not be spoken."""
+    at = text.find(CONTEXT_OPEN)
+    return at if at >= 0 else None
 
 
 def _screened(numbers: NumberCheck | None, text: str, said: int, final: bool) -> tuple[str, int, bool]:
