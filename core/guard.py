@@ -136,4 +136,4 @@ def guarded_reply(text: str) -> Iterator[str | Reply]:
     for sentence in re.split(r"(?<=[.!?])\s+", text):
         yield sentence + " "
     yield Reply(text, prompt_tokens=0, completion_tokens=0, backend="guard", model="guard",
-                route="guard: not a question for the model", cites=False)
+                route="guard: not a question for the model")

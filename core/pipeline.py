@@ -297,7 +297,8 @@ class Pipeline:
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion)
         clips: list[SpokenClip] = []
         instead = default_guard().reply_instead(user.text, context)
-        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), context,
+        grounding = () if instead else context  # the guard's reply is not from the passages: it cites none
+        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), grounding,
                                        instead):
             if isinstance(event, SpokenClip):
                 clips.append(event)
@@ -458,6 +459,5 @@ class Pipeline:
             StageMetrics("lipsync", track.source, timings["lipsync_s"]),
         )
         emotion: Emotion = self.stages.emotion.classify(reply.text)
-        # what the search found, not the document around it; nothing for an answer that is not from the passages
-        cited = tuple(p for p in passages if p.score > 0) if reply.cites else ()
+        cited = tuple(p for p in passages if p.score > 0)  # what the search found, not the document around it
         return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, cited)

@@ -62,7 +62,6 @@ class Reply:
     finish_reason: str = "stop"  # "stop", "length" (hit max_tokens) or "error" (the backend failed mid-answer)
     route: str = ""  # which model tier answered and why, e.g. "small: short factual question (9 words)"
     notice: str = ""  # what the user should know, e.g. "Databricks timed out; answered with the local model"
-    cites: bool = True  # False when the answer is not from the turn's passages (the guard's replies)
 
 
 @dataclass(frozen=True, slots=True)

@@ -9,7 +9,7 @@ import json
 import re
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -27,6 +27,7 @@ from core.llm import (
     load_examples,
     spoken_text,
 )
+from core.llm.evaluation import load_cases
 from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
 from core.llm.packaged import join_parts, load_catalogue, local_model
 from core.llm.probe import probe
@@ -237,13 +238,13 @@ def test_without_a_startable_local_model_answers_quote_the_knowledge_base(tmp_pa
 # Grounding helpers for the small model, and how well the default answers from the knowledge base
 # ---------------------------------------------------------------------------------------------------------------
 
-GROUNDING_CASES = [case for line in (DATA_DIR / "llm_grounding_eval.jsonl").read_text().splitlines()
-                   if (case := json.loads(line)).get("answerable", True)]  # the unanswerable ones have no facts
+GROUNDING_CASES = [case for case in load_cases(DATA_DIR / "llm_grounding_eval.jsonl")
+                   if case.answerable]  # the unanswerable ones have no facts
 GROUNDED_MEAN_FLOOR = 0.55  # measured 0.665 (24/34 correct); the old layout scored 0.152 (7/34) at temperature 0.3
 GROUNDED_CORRECT_FLOOR = 20
 
 
-def fact_score(answer: str, facts: list[list[str]]) -> float:
+def fact_score(answer: str, facts: Sequence[Sequence[str]]) -> float:
     """Share of a case's key facts found in an answer; a fact is a list of alternative phrasings, matched at the
     start of a word, case-insensitively ("transcri" matches "transcribed")."""
     text = " ".join(answer.lower().split())
@@ -322,9 +323,9 @@ def test_grounded_answers_contain_the_key_facts(local_llm: LocalGGUFLLM, app_con
     monkeypatch.setattr(local_llm, "config", app_config.llm)  # the app's settings on the loaded model
     scores = []
     for case in GROUNDING_CASES:
-        passages = retrieval.context(retrieval.search(case["question"], app_config.retrieval.top_k))
-        reply = local_llm.complete([ChatMessage("user", case["question"])], passages)
-        scores.append(fact_score(reply.text, case["facts"]))
+        passages = retrieval.context(retrieval.search(case.question, app_config.retrieval.top_k))
+        reply = local_llm.complete([ChatMessage("user", case.question)], passages)
+        scores.append(fact_score(reply.text, case.facts))
     mean, correct = sum(scores) / len(scores), sum(score >= 0.5 for score in scores)
     print(f"grounding: mean key-fact score {mean:.3f}, {correct}/{len(scores)} answers with half their facts")
     assert mean >= GROUNDED_MEAN_FLOOR and correct >= GROUNDED_CORRECT_FLOOR

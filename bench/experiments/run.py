@@ -14,11 +14,11 @@ Run: ``python bench/experiments/run.py [--experiment streaming] [--sessions 16] 
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 import tempfile
 import time
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -31,16 +31,17 @@ from core.analytics import TurnLog  # noqa: E402
 from core.config import load_config  # noqa: E402
 from core.experiments import ExperimentBook  # noqa: E402
 from core.experiments.report import experiment_report  # noqa: E402
+from core.llm.evaluation import load_cases  # noqa: E402
 from scripts.app_process import start_app, stop_app  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-QUESTIONS = [q for line in (ROOT / "data" / "llm_grounding_eval.jsonl").read_text().splitlines()
-             if line.strip() and (q := json.loads(line)).get("answerable", True)]  # a question with facts to rate
+QUESTIONS = [case for case in load_cases(ROOT / "data" / "llm_grounding_eval.jsonl")
+             if case.answerable]  # a question with facts to rate
 PORT = 7904
 START_TIMEOUT_S = 600
 
 
-def rate(answer: str, facts: list[list[str]]) -> tuple[str, str]:
+def rate(answer: str, facts: Sequence[Sequence[str]]) -> tuple[str, str]:
     """The fixed rating rule: "up" when every fact is in the answer, else "down" and what was missing."""
     text = answer.lower()
     missing = [alternatives[0] for alternatives in facts if not any(a in text for a in alternatives)]
@@ -69,11 +70,11 @@ def main() -> None:
             client = Client(f"http://127.0.0.1:{PORT}/", verbose=False)
             for turn in range(args.turns):
                 question = QUESTIONS[(session * args.turns + turn) % len(QUESTIONS)]
-                text, _audio, _lipsync, details = client.predict(question["question"], None, api_name="/ask")
-                rating, comment = rate(text, question["facts"])
+                text, _audio, _lipsync, details = client.predict(question.question, None, api_name="/ask")
+                rating, comment = rate(text, question.facts)
                 client.predict(details["turn_key"], rating, comment, api_name="/feedback")
                 print(f"session {session + 1:2d} {details['variant']:>12}: {rating:4} "
-                      f"{details['timings_s'].get('first_audio_s', float('nan')):.2f} s  {question['question']}")
+                      f"{details['timings_s'].get('first_audio_s', float('nan')):.2f} s  {question.question}")
             client.close()
     finally:
         stop_app(app)
