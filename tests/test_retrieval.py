@@ -82,19 +82,6 @@ def test_markdown_sections_carry_the_heading_path_and_ignore_headings_in_code() 
     assert sections[2].paragraphs == ("``` # not a heading ``` Run it.",)
 
 
-def test_markdown_table_rows_become_labelled_paragraphs() -> None:
-    text = ("## Fares\nPrices in euros.\n\n| Ticket | Single | Return |\n|:---|---:|---:|\n| Adult | 9.50 | 17.00 |\n"
-            "| Child \\| teen | 4.50 | |\nAfter the table.\n\nA | B without a separator row stays.\n")
-    sections = markdown_sections(text, "doc")
-    assert sections[0].paragraphs == (
-        "Prices in euros.",
-        "Ticket: Adult; Single: 9.50; Return: 17.00.",
-        "Ticket: Child | teen; Single: 4.50.",  # an escaped pipe stays in its cell; an empty cell is left out
-        "After the table.",
-        "A | B without a separator row stays.",
-    )
-
-
 def test_html_sections_drop_scripts_and_split_at_headings() -> None:
     page = ("<html><head><title>T</title><style>p{}</style></head><body><p>Lead &amp; intro</p>"
             "<h2>Prices</h2><p>Cheap.</p><script>alert('x')</script><ul><li>One</li><li>Two</li></ul></body></html>")

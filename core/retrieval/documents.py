@@ -17,13 +17,10 @@ from dataclasses import dataclass
 from html.parser import HTMLParser
 from pathlib import Path
 
-from core.retrieval.tables import labelled_rows
-
 SUFFIXES: frozenset[str] = frozenset({".md", ".markdown", ".txt", ".html", ".htm", ".pdf"})
 MAX_CHUNK_WORDS = 180
 OVERLAP_WORDS = 25
-CHUNKER_VERSION = "headings-v2"  # change when chunking changes: every file is then re-chunked and re-embedded
-"""v2: a table row is a paragraph of labelled cells (``core.retrieval.tables``)."""
+CHUNKER_VERSION = "headings-v1"  # change when chunking changes: every file is then re-chunked and re-embedded
 FALLBACK_ENCODINGS: tuple[str, ...] = ("cp1252", "latin-1")  # tried in order after UTF-8; the last never fails
 
 _MD_HEADING = re.compile(r"^(#{1,6})\s+(.+?)\s*#*\s*$")
@@ -118,7 +115,7 @@ def markdown_sections(text: str, default_title: str) -> list[Section]:
     in_fence = False
 
     def flush() -> None:
-        paragraphs = _paragraphs(labelled_rows(lines))
+        paragraphs = _paragraphs(lines)
         if paragraphs:
             title = " › ".join(name for _, name in path) or default_title
             sections.append(Section(title, tuple(paragraphs)))
