@@ -36,4 +36,21 @@ def test_punctuation_only_pieces_are_dropped():
 
 
 def test_text_cut_off_mid_sentence_is_still_spoken():
-    assert list(split_clauses(["The answer is that the"])) == ["The answer is that the"]
+    assert list(split_clauses(["The answer is almost the"])) == ["The answer is almost the"]
+
+
+def test_first_piece_may_end_before_a_word_that_opens_a_phrase():
+    words = "The cost of a turn compared with the original design is lower. It runs by itself."
+    pieces = list(split_clauses(word + " " for word in words.split()))
+    assert pieces == ["The cost of a turn compared", "with the original design is lower.", "It runs by itself."]
+
+
+def test_a_phrase_opener_needs_a_few_words_before_it_and_a_complete_word():
+    expected = ["Lip-sync works by reading the phonemes."]
+    assert list(split_clauses(["Lip-sync works by reading ", "the phonemes."])) == expected
+    assert list(split_clauses(["It reads the phoneme to", "kens well."])) == ["It reads the phoneme tokens well."]
+
+
+def test_no_phrase_break_right_after_a_preposition_or_an_article():
+    pieces = list(split_clauses(["Lip-sync works by using the ", "timings of the phonemes. Done."]))
+    assert pieces == ["Lip-sync works by using the timings of the phonemes.", "Done."]

@@ -39,11 +39,14 @@ def test_an_invented_number_ends_the_answer_at_its_clause() -> None:
     assert screened.release == len(screened.text)
 
 
-def test_an_incomplete_clause_is_held_until_it_ends() -> None:
+def test_an_incomplete_clause_is_released_word_by_word_until_its_first_digit() -> None:
     check = NumberCheck(SOURCES, FALLBACK)
-    assert check.screen("You have 45 days, and the fee", 0, final=False).release == len("You have 45 days, ")
-    assert check.screen("The phone number is", 0, final=False).release == 0
+    assert check.screen("You have 45 days, and the fee", 0, final=False).release == len("You have 45 days, and the ")
+    assert check.screen("The phone number is", 0, final=False).release == len("The phone number ")
+    assert check.screen("The phone number is 555 and", 0, final=False).release == 0
     assert check.screen("The phone number is 555", 0, final=True).text == FALLBACK
+    released = len("The phone number is ")
+    assert check.screen("The phone number is 555", released, final=True).text == f"The phone number is {FALLBACK}"
 
 
 def _say(answer: str, passages: Sequence[Passage]) -> tuple[list[str], Reply, ScriptedLLM]:
@@ -55,7 +58,7 @@ def _say(answer: str, passages: Sequence[Passage]) -> tuple[list[str], Reply, Sc
 def test_a_grounded_stream_never_says_the_invented_number() -> None:
     passages = [Passage(SOURCES[0], "shop.md", "Shop", 0.5)]
     deltas, reply, llm = _say("Our support team answers at 555-0199 on weekdays. They are friendly.", passages)
-    assert reply.text == FALLBACK and "".join(deltas).strip() == FALLBACK and llm.stopped_early
+    assert reply.text == f"Our support team answers at {FALLBACK}" == "".join(deltas).strip() and llm.stopped_early
     assert not any("555" in d for d in deltas)
 
 

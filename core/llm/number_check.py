@@ -2,10 +2,11 @@
 
 Small models answer a question their documents do not cover by inventing the specific part: a phone number, a
 price, a head count. The numbers are the checkable part of such an answer, so a grounded answer is screened clause
-by clause: each clause is released when it is complete (speech waits for that anyway: TTS is fed whole clauses),
-and only if every number in it appears in the prompt (system prompt, passages or
-conversation). At the first clause whose number appears nowhere, the answer ends and the ``unsupported_number``
-line of ``data/guard.json`` is said instead.
+by clause: a clause is released when it is complete and every number in it appears in the prompt (system prompt,
+passages or conversation). The words of a clause that has no digit yet are released as they come, so speech can
+start at a phrase break (``core.clauses``); from its first digit on, the rest of the clause waits. At the first
+clause whose number appears nowhere, the answer ends there and the ``unsupported_number`` line of
+``data/guard.json`` is said instead.
 
 Numbers compare by value as written: "1,200" is 1200, "3.50" is 3.5, "9:00" is 9; each group of digits in the
 sources also counts on its own, so "3 dollars 50" matches "$3.50". Numbers spelled as words are not checked.
@@ -21,6 +22,8 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _THOUSANDS = re.compile(r",(?=\d{3}(?!\d))")
 _ZERO_FRACTION = re.compile(r"[.:]0+$")
 _CLAUSE_BREAK = re.compile(r"[.!?;:…]+[\"')\]]*\s|,\s|\n")
+_DIGIT = re.compile(r"\d")
+_LAST_SPACE = re.compile(r".*\s", re.DOTALL)
 
 
 def _value(number: str) -> str:
@@ -63,13 +66,16 @@ class NumberCheck:
         return next((n for n in numbers_in(clause) if n not in self.known), "")
 
     def screen(self, text: str, checked: int, final: bool) -> Screened:
-        """Screen ``text`` from index ``checked`` (a clause start: everything before was released already). An
-        incomplete last clause is held, since a number may still come; ``final``: the answer is complete, so its
-        last clause is complete too."""
+        """Screen ``text`` from index ``checked`` (everything before was released already). Of an incomplete last
+        clause, the whole words before any digit are released; the rest is held, since a number may still come.
+        ``final``: the answer is complete, so its last clause is complete too."""
         start = checked
         while start < len(text):
             clause_break = _CLAUSE_BREAK.search(text, start)
             if clause_break is None and not final:
+                pending = text[start:]
+                if not _DIGIT.search(pending) and (words := _LAST_SPACE.match(pending)):
+                    start += words.end()
                 break
             end = clause_break.end() if clause_break else len(text)
             if number := self.unsupported(text[start:end]):
