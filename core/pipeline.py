@@ -54,8 +54,9 @@ log = logging.getLogger(__name__)
 
 
 FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|their|he|she|him|her|there|then|again|more|else|"
-                       r"too|also|why|how come)\b", re.IGNORECASE)
-"""Words that make a question lean on the conversation so far: such questions skip the response cache."""
+                       r"too|also|why|how come)\b|^\W*(and|or|but|so|what about|how about)\b", re.IGNORECASE)
+"""Words that make a question lean on the conversation so far, or an opening that continues it ("And for a
+child?"): such questions skip the response cache and are searched with the questions before them."""
 
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """Control characters (all but tab and newline) in typed text: shown as "\ufffd", never passed to a model."""
@@ -71,11 +72,15 @@ CANCELLED = "The reply was cancelled before it finished."
 
 def retrieval_query(history: Sequence[ChatMessage], question: str) -> str:
     """What to search the knowledge base for: a follow-up ("And can I change it?") is searched together with the
-    question before it, since on its own it names nothing to find."""
-    if not FOLLOW_UP.search(question):
-        return question
-    previous = next((m.content for m in reversed(history) if m.role == "user"), "")
-    return f"{previous} {question}".strip()
+    questions before it, back to the last one that was not a follow-up itself ("Why not?" names nothing either),
+    since on its own it names nothing to find."""
+    asked = [question]
+    for message in reversed(history):
+        if not FOLLOW_UP.search(asked[-1]):
+            break
+        if message.role == "user":
+            asked.append(message.content)
+    return " ".join(reversed(asked)).strip()
 
 
 def _limit_torch_threads(threads: int) -> None:

@@ -130,3 +130,12 @@ def test_a_follow_up_is_searched_with_the_question_before_it():
     assert retrieval_query(history, "And can I change it?") == "Which voice do you speak with? And can I change it?"
     assert retrieval_query(history, "How much does a turn cost?") == "How much does a turn cost?"
     assert retrieval_query([], "Can I change it?") == "Can I change it?"
+
+
+def test_an_elliptical_follow_up_is_searched_with_the_questions_back_to_one_that_names_its_topic():
+    first = "Does the avatar need a GPU?"
+    history = [ChatMessage("user", first), ChatMessage("assistant", "No, it runs on the CPU."),
+               ChatMessage("user", "Why not?"), ChatMessage("assistant", "The models are small.")]
+    assert retrieval_query(history, "And for speech?") == f"{first} Why not? And for speech?"
+    assert retrieval_query(history[:2], "What about memory?") == f"{first} What about memory?"
+    assert retrieval_query(history, "Andrew asked about costs.") == "Andrew asked about costs."
