@@ -61,6 +61,7 @@ bench: install-test
 	$(PYTHON) bench/lipsync/run.py
 	$(PYTHON) bench/asr/run.py
 	$(PYTHON) bench/latency/run.py
+	$(PYTHON) bench/latency/splitting.py
 	$(PYTHON) bench/llm_quality/run.py
 
 # The folder to deploy to Databricks Apps (README: "Deploy to Databricks Apps"): app files, Databricks requirements.
