@@ -58,6 +58,10 @@ FOLLOW_UP = re.compile(r"\b(it|its|that|this|these|those|they|them|their|he|she|
 """Words that make a question lean on the conversation so far, or an opening that continues it ("And for a
 child?"): such questions skip the response cache and are searched with the questions before them."""
 
+FOLLOW_UP_CHAIN = 2
+"""At most this many earlier questions are searched with a follow-up: FOLLOW_UP also matches common words ("is
+there ...?"), so a longer chain would fold a whole conversation into every search."""
+
 CONTROL_CHARACTERS = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
 """Control characters (all but tab and newline) in typed text: shown as "\ufffd", never passed to a model."""
 
@@ -76,7 +80,7 @@ def retrieval_query(history: Sequence[ChatMessage], question: str) -> str:
     since on its own it names nothing to find."""
     asked = [question]
     for message in reversed(history):
-        if not FOLLOW_UP.search(asked[-1]):
+        if not FOLLOW_UP.search(asked[-1]) or len(asked) > FOLLOW_UP_CHAIN:
             break
         if message.role == "user":
             asked.append(message.content)

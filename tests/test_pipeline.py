@@ -139,3 +139,6 @@ def test_an_elliptical_follow_up_is_searched_with_the_questions_back_to_one_that
     assert retrieval_query(history, "And for speech?") == f"{first} Why not? And for speech?"
     assert retrieval_query(history[:2], "What about memory?") == f"{first} What about memory?"
     assert retrieval_query(history, "Andrew asked about costs.") == "Andrew asked about costs."
+    longer = [ChatMessage("user", "Is it free?"), ChatMessage("assistant", "Yes."), *history]
+    assert retrieval_query(longer, "And for speech?") == f"{first} Why not? And for speech?"
+    assert retrieval_query([*history, ChatMessage("user", "So why?")], "Or that?") == "Why not? So why? Or that?"
