@@ -261,13 +261,14 @@ def main(config: AppConfig | None = None) -> None:
     config = config or load_config()
     pipeline = Pipeline(config)
     experiments = ExperimentRunner(ExperimentBook.load(config.experiments), pipeline.turn_log)  # bad files fail here
-    for status in pipeline.warm_up():
+    characters = CharacterBook.load()
+    for status in pipeline.warm_up(characters.system_prompts(config)):
         log.info("%s", status.line())
     pipeline.turn_log.store.connect()
     log.info("turn store: %s; %s", pipeline.turn_log.store.status(), experiments.status())
     policy = TurnPolicy.for_config(config, pipeline.stages.llm.cpu_threads)
     log.info("turn policy: %s", policy.status())
-    demo = build_app(pipeline, experiments, policy=policy)
+    demo = build_app(pipeline, experiments, characters, policy=policy)
     try:
         demo.queue(default_concurrency_limit=1).launch(server_name=config.host, server_port=config.port)
     finally:

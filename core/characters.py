@@ -161,6 +161,18 @@ class CharacterBook:
         voice or a prompt of its own, or AVATAR_SYSTEM_PROMPT replaced the persona."""
         if not check.available:
             raise ConfigError(check.why_not())
-        persona = config.llm.system_prompt == default_system_prompt()
         return replace(options, tts=options.tts or check.voice or "",
-                       system_prompt=options.system_prompt or (check.character.system_prompt() if persona else ""))
+                       system_prompt=options.system_prompt or _persona_prompt(check.character, config))
+
+    def system_prompts(self, config: AppConfig) -> list[str]:
+        """The system prompts the characters' turns start with, the default character's first (what the LLM
+        prepares its knowledge-base documents for: a prepared state only serves a prompt that starts the same)."""
+        characters = [self.default, *(c for c in self._by_key.values() if c is not self.default)]
+        prompts = [_persona_prompt(c, config) or config.llm.system_prompt for c in characters]
+        return list(dict.fromkeys(prompts))
+
+
+def _persona_prompt(character: Character, config: AppConfig) -> str:
+    """The character's own system prompt, or "" when AVATAR_SYSTEM_PROMPT replaced the persona (turns then use the
+    configured prompt)."""
+    return character.system_prompt() if config.llm.system_prompt == default_system_prompt() else ""

@@ -125,9 +125,10 @@ class Pipeline:
 
     # -- status -----------------------------------------------------------------------------------------------
 
-    def warm_up(self) -> list[BackendStatus]:
+    def warm_up(self, system_prompts: Sequence[str] = ()) -> list[BackendStatus]:
         """Load every backend and run each model once now, so the first turn is as fast as the next; then, in the
-        background, let the LLM prepare each knowledge-base document (``prepared`` is set when it is done)."""
+        background, let the LLM prepare each knowledge-base document (``prepared`` is set when it is done) for each
+        of ``system_prompts``, the one most turns use first (default: the configured prompt)."""
         statuses = self.statuses()
         try:
             self.stages.emotion.classify("Hello there, nice to meet you.")
@@ -135,17 +136,19 @@ class Pipeline:
             self.stages.lipsync.track(self.stages.tts.synthesize("Hello."))
         except PipelineError as exc:
             log.warning("warm-up failed: %s", exc.user_message())
-        threading.Thread(target=self._prepare_documents, name="llm-prepare", daemon=True).start()
+        prompts = list(system_prompts) or [self.config.llm.system_prompt]
+        threading.Thread(target=self._prepare_documents, args=(prompts,), name="llm-prepare", daemon=True).start()
         return statuses
 
-    def _prepare_documents(self) -> None:
+    def _prepare_documents(self, system_prompts: Sequence[str]) -> None:
         """Best effort: a failure only means the first question about a document is slower."""
         started = time.perf_counter()
         try:
             documents = [[], *self.stages.retrieval.documents()]  # no passage first: greetings and small talk
-            self.stages.llm.prepare(self.config.llm.system_prompt, documents)
-            log.info("LLM: prepared %d knowledge-base documents in %.1f s", len(documents),
-                     time.perf_counter() - started)
+            for prompt in system_prompts:
+                self.stages.llm.prepare(prompt, documents)
+            log.info("LLM: prepared %d knowledge-base documents for %d system prompts in %.1f s", len(documents),
+                     len(system_prompts), time.perf_counter() - started)
         except PipelineError as exc:
             log.warning("LLM: could not prepare the knowledge-base documents: %s", exc.user_message())
         finally:

@@ -98,3 +98,13 @@ def test_options_speak_as_the_character() -> None:
     assert book.options_for(book.check("Sam"), variant, config) == variant  # the experiment's own choices win
     custom = load_config({"AVATAR_SYSTEM_PROMPT": "You are {name}, a pirate."})
     assert book.options_for(book.check("Sam"), TurnOptions(), custom).system_prompt == ""  # the configured prompt
+
+
+def test_the_prompts_to_prepare_are_the_ones_turns_start_with_the_default_character_first() -> None:
+    book = CharacterBook.load()
+    config = load_config({})
+    prompts = book.system_prompts(config)
+    assert prompts[0] == book.options_for(book.check(book.default.name), TurnOptions(), config).system_prompt
+    assert len(prompts) == len(book.names) and all(p.startswith("You are ") for p in prompts)
+    custom = load_config({"AVATAR_SYSTEM_PROMPT": "You are {name}, a pirate."})
+    assert book.system_prompts(custom) == [custom.llm.system_prompt]
