@@ -39,11 +39,15 @@ def test_an_invented_number_ends_the_answer_at_its_clause() -> None:
     assert screened.release == len(screened.text)
 
 
-def test_an_incomplete_clause_is_released_word_by_word_until_its_first_digit() -> None:
+def test_an_incomplete_clause_is_released_word_by_word_up_to_a_number_that_may_still_grow() -> None:
     check = NumberCheck(SOURCES, FALLBACK)
     assert check.screen("You have 45 days, and the fee", 0, final=False).release == len("You have 45 days, and the ")
     assert check.screen("The phone number is", 0, final=False).release == len("The phone number ")
-    assert check.screen("The phone number is 555 and", 0, final=False).release == 0
+    assert check.screen("A repair costs $3.50 and", 0, final=False).release == len("A repair costs $3.50 ")
+    for growing in ("A repair costs $3", "A repair costs $3.", "We have 1,"):
+        assert check.screen(growing, 0, final=False).release == len(growing.rsplit(" ", 1)[0]) + 1, growing
+    ended = check.screen("The phone number is 555 and", 0, final=False)
+    assert (ended.text, ended.unsupported) == (FALLBACK, "555")
     assert check.screen("The phone number is 555", 0, final=True).text == FALLBACK
     released = len("The phone number is ")
     assert check.screen("The phone number is 555", released, final=True).text == f"The phone number is {FALLBACK}"

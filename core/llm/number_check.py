@@ -3,10 +3,10 @@
 Small models answer a question their documents do not cover by inventing the specific part: a phone number, a
 price, a head count. The numbers are the checkable part of such an answer, so a grounded answer is screened clause
 by clause: a clause is released when it is complete and every number in it appears in the prompt (system prompt,
-passages or conversation). The words of a clause that has no digit yet are released as they come, so speech can
-start at a phrase break (``core.clauses``); from its first digit on, the rest of the clause waits. At the first
-clause whose number appears nowhere, the answer ends there and the ``unsupported_number`` line of
-``data/guard.json`` is said instead.
+passages or conversation). An incomplete clause is released word by word as long as each number in it is
+finished and found, so speech can start at a phrase break (``core.clauses``); a number that may still grow ("1"
+before ",200") holds the rest. At the first number that appears nowhere, the answer ends before the words that
+hold it and the ``unsupported_number`` line of ``data/guard.json`` is said instead.
 
 Numbers compare by value as written: "1,200" is 1200, "3.50" is 3.5, "9:00" is 9; each group of digits in the
 sources also counts on its own, so "3 dollars 50" matches "$3.50". Numbers spelled as words are not checked.
@@ -22,7 +22,9 @@ _NUMBER = re.compile(r"\d+(?:[.,:]\d+)*")
 _THOUSANDS = re.compile(r",(?=\d{3}(?!\d))")
 _ZERO_FRACTION = re.compile(r"[.:]0+$")
 _CLAUSE_BREAK = re.compile(r"[.!?;:…]+[\"')\]]*\s|,\s|\n")
-_DIGIT = re.compile(r"\d")
+_NUMBER_DONE = re.compile(r"[^\d.,:]|[.,:][^\d]")
+"""What follows a number that is finished: a character that cannot continue it, or a separator not followed by a
+digit ("9." then a space); at the end of the text so far, or after a bare separator, it may still grow."""
 _LAST_SPACE = re.compile(r".*\s", re.DOTALL)
 
 
@@ -67,20 +69,38 @@ class NumberCheck:
 
     def screen(self, text: str, checked: int, final: bool) -> Screened:
         """Screen ``text`` from index ``checked`` (everything before was released already). Of an incomplete last
-        clause, the whole words before any digit are released; the rest is held, since a number may still come.
+        clause, the whole words up to a number that may still grow are released (see ``_incomplete``).
         ``final``: the answer is complete, so its last clause is complete too."""
         start = checked
         while start < len(text):
             clause_break = _CLAUSE_BREAK.search(text, start)
             if clause_break is None and not final:
-                pending = text[start:]
-                if not _DIGIT.search(pending) and (words := _LAST_SPACE.match(pending)):
-                    start += words.end()
+                released, number = self._incomplete(text[start:])
+                if number:
+                    return self._ended(text, start, number)
+                start += released
                 break
             end = clause_break.end() if clause_break else len(text)
             if number := self.unsupported(text[start:end]):
-                said = text[:start].rstrip()
-                ended = f"{said} {self.fallback}" if said else self.fallback
-                return Screened(ended, len(ended), number)
+                return self._ended(text, start, number)
             start = end
         return Screened(text, start)
+
+    def _incomplete(self, pending: str) -> tuple[int, str]:
+        """How much of an incomplete clause may be said now: its whole words up to the first number that may still
+        grow ("1" before ",200"); and the first finished number in it that no source holds ("" if none)."""
+        limit = len(pending)
+        for match in _NUMBER.finditer(pending):
+            if not _NUMBER_DONE.match(pending, match.end()):
+                limit = match.start()
+                break
+            if number := self.unsupported(match.group()):
+                return 0, number
+        words = _LAST_SPACE.match(pending[:limit])
+        return (words.end() if words else 0), ""
+
+    def _ended(self, text: str, start: int, number: str) -> Screened:
+        """The answer ended before the unreleased part that holds ``number``, with the fallback line."""
+        said = text[:start].rstrip()
+        ended = f"{said} {self.fallback}" if said else self.fallback
+        return Screened(ended, len(ended), number)
