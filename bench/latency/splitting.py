@@ -14,7 +14,6 @@ import os
 import statistics
 import sys
 import time
-from dataclasses import replace
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -22,8 +21,7 @@ sys.path.insert(0, str(ROOT))
 os.environ.setdefault("HF_HUB_OFFLINE", "1")
 
 import core.clauses  # noqa: E402
-from bench.latency.run import QUESTION_SETS, percentile  # noqa: E402
-from core.config import load_config  # noqa: E402
+from bench.latency.run import QUESTION_SETS, bench_config, percentile  # noqa: E402
 from core.pipeline import Pipeline, Stages  # noqa: E402
 from core.types import SpokenClip, TurnComplete  # noqa: E402
 
@@ -52,8 +50,7 @@ def spoken_turn(pipeline: Pipeline, question: str) -> tuple[float, float, int]:
 
 
 def main() -> None:
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_", "DATABRICKS_", "OPENAI_"))}
-    config = replace(load_config(env), response_cache=False, cache_dir=ROOT / ".cache")
+    config = bench_config()
     pipeline = Pipeline(config, Stages(config))
     pipeline.warm_up()
     pipeline.prepared.wait()
