@@ -32,6 +32,7 @@ from core.lipsync import join_tracks
 from core.llm import spoken_text
 from core.llm.base import STAGE as LLM_STAGE
 from core.reply_producer import END, produce_reply
+from core.retrieval.vocabulary import Vocabulary
 from core.stages import Stages, TurnSetup
 from core.tts import TTSBackend, write_wav
 from core.types import (
@@ -120,6 +121,8 @@ class Pipeline:
                                          config.limits.audio_max_mb)
         self._response_caches: dict[str, ResponseCache] = {}
         self._response_caches_lock = threading.Lock()
+        self._vocabulary: tuple[str, Vocabulary] | None = None
+        self._vocabulary_lock = threading.Lock()
         self.prepared = threading.Event()
         """Set once the LLM has prepared every knowledge-base document (``warm_up`` starts that in the background)."""
 
@@ -188,6 +191,17 @@ class Pipeline:
                     threshold=self.config.retrieval.cache_similarity,
                 )
             return self._response_caches[key]
+
+    def vocabulary(self) -> Vocabulary:
+        """The words of the knowledge base's documents, rebuilt when its fingerprint changes (a backend that cannot
+        list its documents gives an empty one, which finds no word unmentioned)."""
+        fingerprint = self.stages.retrieval.fingerprint()
+        with self._vocabulary_lock:
+            if self._vocabulary is None or self._vocabulary[0] != fingerprint:
+                documents = self.stages.retrieval.documents()
+                texts = [f"{p.title}\n{p.text}" for passages in documents for p in passages]
+                self._vocabulary = (fingerprint, Vocabulary(texts))
+            return self._vocabulary[1]
 
     def setup(self, options: TurnOptions | None = None) -> TurnSetup:
         """The backends and settings for a turn with these options (none: the configured ones)."""
@@ -306,10 +320,12 @@ class Pipeline:
         timings["retrieval_s"] = time.perf_counter() - t0
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
                                  units={"queries": 0 if lookup.hit else 1})
-        messages = self._messages(history, user.text, setup.system_prompt, user.emotion)
-        clips: list[SpokenClip] = []
         instead = default_guard().reply_instead(user.text, context)
         grounding = () if instead else context  # the guard's reply is not from the passages: it cites none
+        coverage = best_effort("checking the question's words against the knowledge base", functools.partial(
+            self._coverage_note, user.text, setup.system_prompt), "") if grounding else ""
+        messages = self._messages(history, user.text, setup.system_prompt, user.emotion, coverage)
+        clips: list[SpokenClip] = []
         for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), grounding,
                                        instead):
             if isinstance(event, SpokenClip):
@@ -346,17 +362,29 @@ class Pipeline:
         question: str,
         system_prompt: str,
         user_emotion: Emotion | None = None,
+        coverage_note: str = "",
     ) -> list[ChatMessage]:
-        """The system prompt, the recent history, and the question (with the user's mood, when it shows).
+        """The system prompt, the recent history, and the question (with the note on words no document uses, and
+        the user's mood, when they apply).
 
-        The mood goes with the question, not into the system prompt, so that the prompt's beginning stays the same
+        Both notes go with the question, not into the system prompt, so that the prompt's beginning stays the same
         from turn to turn (a local model reuses its evaluation). Retrieved passages are not placed here either:
         ``_produce`` hands them to the LLM stage, which lays them out for its model.
         """
+        if coverage_note:
+            question = f"{question}\n\n{coverage_note}"
         if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
             question = f"{question}\n\n(The user seems to feel {user_emotion.label}; answer with empathy.)"
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
+
+    def _coverage_note(self, question: str, system_prompt: str) -> str:
+        """The note for a grounded question whose topic words no document uses ("" when every one is used)."""
+        vocabulary = self.vocabulary()
+        words = vocabulary.unmentioned(question, also_known=(system_prompt,))
+        if words:
+            log.info("Coverage: the knowledge base never uses %s", ", ".join(words))
+        return vocabulary.note(words)
 
     def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
                  instead: str, out: queue.Queue, cancel: threading.Event) -> None:

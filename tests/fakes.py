@@ -154,11 +154,16 @@ class FakeRetrieval(RetrievalBackend):
     def fingerprint(self) -> str:
         return "fake:" + str(len(self.passages))
 
+    def documents(self) -> list[list[Passage]]:
+        return [self.passages] if self.passages else []
 
-def fake_pipeline(config: AppConfig, *, llm: LLMBackend | None = None, tts: TTSBackend | None = None) -> Pipeline:
-    """A Pipeline on fake stages (``llm``/``tts`` as given, else default fakes); ASR is never needed."""
+
+def fake_pipeline(config: AppConfig, *, llm: LLMBackend | None = None, tts: TTSBackend | None = None,
+                  passages: Sequence[Passage] = ()) -> Pipeline:
+    """A Pipeline on fake stages (``llm``/``tts`` as given, else default fakes; a knowledge base of ``passages``);
+    ASR is never needed."""
     stages = Stages(config, llm=llm or FakeLLM(config), tts=tts or FakeTTS(), emotion=FakeEmotion(),
-                    lipsync=FakeLipsync(), retrieval=FakeRetrieval())
+                    lipsync=FakeLipsync(), retrieval=FakeRetrieval(passages))
     return Pipeline(config, stages)
 
 

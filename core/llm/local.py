@@ -36,6 +36,7 @@ from core.llm.grounding import example_turns, extractive_answer, grounded_questi
 from core.llm.packaged import LocalModel, local_model, resolve_local
 from core.llm.prefix_cache import PrefixStates
 from core.llm.probe import probe
+from core.retrieval.tables import rows_as_lines
 from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
@@ -227,6 +228,7 @@ class LocalGGUFLLM(GeneratingLLM):
 
 def _best_first(passages: Sequence[Passage]) -> list[Passage]:
     """Passages by retrieval score, best first (a document's context comes in document order), with any sentence
-    that instructs the assistant removed (``core.guard``; the "passages" profile gets that from format_context)."""
+    that instructs the assistant removed (``core.guard``) and tables one line per row (``core.retrieval.tables``),
+    as the "passages" profile gets them from format_context."""
     guard = default_guard()
-    return [replace(p, text=guard.defuse(p.text)) for p in sorted(passages, key=lambda p: -p.score)]
+    return [replace(p, text=guard.defuse(rows_as_lines(p.text))) for p in sorted(passages, key=lambda p: -p.score)]

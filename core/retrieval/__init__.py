@@ -26,6 +26,7 @@ from core.errors import BackendError, ConfigError
 from core.guard import default_guard
 from core.retrieval.documents import Chunk
 from core.retrieval.index import SyncReport, VectorIndex
+from core.retrieval.tables import rows_as_lines
 from core.types import Passage
 
 __all__ = ["Passage", "RetrievalBackend", "LocalVectorIndex", "DatabricksVectorSearch", "create_retrieval",
@@ -268,14 +269,15 @@ def format_context(passages: Sequence[Passage]) -> str:
 
     Each passage sits between ``<<<PASSAGE n | source › heading>>>`` and ``<<<END>>>``, after a note that the
     material is data and not instructions; delimiter characters inside passages are replaced so no passage can
-    end the quotation early and smuggle in text that looks like part of the prompt, and sentences that instruct
-    the assistant are removed (``core.guard``).
+    end the quotation early and smuggle in text that looks like part of the prompt, sentences that instruct
+    the assistant are removed (``core.guard``), and tables are written one line per row with their column names
+    (``core.retrieval.tables``).
     """
     if not passages:
         return ""
     guard = default_guard()
     blocks = [
-        f"{CONTEXT_OPEN}PASSAGE {i} | {_quoted(p.citation())}{CONTEXT_CLOSE}\n{_quoted(guard.defuse(p.text))}\n"
+        f"{CONTEXT_OPEN}PASSAGE {i} | {_quoted(p.citation())}{CONTEXT_CLOSE}\n{_quoted(guard.defuse(rows_as_lines(p.text)))}\n"
         f"{CONTEXT_OPEN}END{CONTEXT_CLOSE}"
         for i, p in enumerate(passages, start=1)
     ]

@@ -1,0 +1,138 @@
+"""Which words of a question the knowledge base never uses, and the note that tells the model so.
+
+Retrieval always finds a nearest document, and a model handed it answers from it even when the question is about
+something no document mentions ("Is there Wi-Fi on the ferries?" → "No Wi-Fi on the ferries."; "Can the avatar
+speak French?" → "Yes, the avatar can speak French."). A question's *topic words* are its words that are neither
+stopwords (``core.words``), nor general words that say what is asked rather than what it is about ("happens",
+"cheapest", "turned"), nor numbers; a ``Vocabulary`` of every document (and the system prompt) tells which of them
+no text uses. A grounded question with such words gets ``CoverageRules.note`` after it, and the model then says
+that it does not know; a paraphrase whose words the documents do not use ("mouth movements") can still be
+answered, because the model reads the note against the material. An earlier attempt that let the model judge
+coverage itself, without being told which words are missing, caught 1 of 9 held-out unanswerable questions.
+
+Words are compared by form, not by the five-letter stems of ``core.words``: "room" matches "rooms" and "turned"
+matches "turn" (one is the other plus an ending), but "pi" does not match "pipeline" (short words take at most a
+one-letter ending). The note and the general words are in ``data/coverage.json``.
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+
+from core.config import DATA_DIR
+from core.datafiles import read_json
+from core.errors import ConfigError
+from core.words import WORD, stopwords
+
+COVERAGE_PATH = DATA_DIR / "coverage.json"
+WORDS_FIELD = "{words}"
+QUESTION_WORD = re.compile(r"[a-z0-9]+(?:[-'’][a-z0-9]+)*", re.IGNORECASE)
+"""A word as the user wrote it, hyphens and apostrophes kept inside it ("Wi-Fi", "what's"), for quoting it back."""
+STEM_MIN_CHARS = 4
+"""A word at least this long matches every word that starts with it ("move" → "movements"); a shorter one only
+itself plus one letter ("car" → "cars", not "card" → "cardigan"...)."""
+SHORT_ENDING_CHARS = 1
+MIN_WORD_CHARS = 2
+"""Single letters ("I", the "s" of "what's") are no topic and no stem."""
+
+
+@dataclass(frozen=True, slots=True)
+class CoverageRules:
+    """The note for a question with words no document uses, and the words that are never topic words."""
+
+    note: str
+    """Placed after the question; ``{words}`` becomes the missing words, quoted."""
+    general_words: frozenset[str]
+
+
+def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
+    """Read and validate ``data/coverage.json``.
+
+    Raises:
+        ConfigError: the file is missing or malformed, the note lacks ``{words}``, or a general word is not one
+            lower-case word.
+    """
+    data = read_json(path)
+    if not isinstance(data, dict) or not isinstance(data.get("note"), str) or WORDS_FIELD not in data["note"]:
+        raise ConfigError(f"{path}: 'note' must be text holding {WORDS_FIELD}")
+    general = data.get("general_words")
+    if not isinstance(general, list) or not all(isinstance(w, str) and WORD.fullmatch(w) for w in general):
+        raise ConfigError(f"{path}: 'general_words' must be a list of lower-case words")
+    return CoverageRules(data["note"], frozenset(general))
+
+
+@lru_cache(maxsize=1)
+def coverage_rules() -> CoverageRules:
+    """The project's coverage rules, read once."""
+    return load_coverage_rules()
+
+
+class WordForms:
+    """A set of lower-case words that also answers "is this a form of one of them?" (see the module docstring)."""
+
+    def __init__(self, words: Iterable[str]) -> None:
+        self._words = frozenset(words)
+        self._sorted = sorted(self._words)
+
+    def __len__(self) -> int:
+        return len(self._words)
+
+    def has_form(self, word: str) -> bool:
+        """Whether ``word``, a word it starts with, or a word that starts with it is in the set."""
+        if word in self._words:
+            return True
+        shortest = STEM_MIN_CHARS if len(word) > STEM_MIN_CHARS else len(word) - SHORT_ENDING_CHARS
+        if any(word[:end] in self._words for end in range(max(shortest, MIN_WORD_CHARS), len(word))):
+            return True
+        at = bisect.bisect_left(self._sorted, word)
+        longest = None if len(word) >= STEM_MIN_CHARS else len(word) + SHORT_ENDING_CHARS
+        while at < len(self._sorted) and self._sorted[at].startswith(word):
+            if longest is None or len(self._sorted[at]) <= longest:
+                return True
+            at += 1
+        return False
+
+
+class Vocabulary:
+    """The words of a knowledge base's documents, for telling which topic words of a question none of them uses."""
+
+    def __init__(self, texts: Iterable[str], rules: CoverageRules | None = None) -> None:
+        self.rules = rules or coverage_rules()
+        self._known = WordForms(w for text in texts for w in WORD.findall(text.lower()))
+        self._general = WordForms(self.rules.general_words)
+
+    def __len__(self) -> int:
+        return len(self._known)
+
+    def unmentioned(self, question: str, also_known: Sequence[str] = ()) -> list[str]:
+        """The question's topic words, as written, that no document uses (nor ``also_known``, e.g. the system
+        prompt), in order and without repeats; [] for a vocabulary without documents, which can tell nothing."""
+        if not len(self._known):
+            return []
+        extra = WordForms(w for text in also_known for w in WORD.findall(text.lower()))
+        found: list[str] = []
+        for match in QUESTION_WORD.finditer(question):
+            parts = [p for p in WORD.findall(match.group().lower()) if self._is_topic(p)]
+            unknown = [p for p in parts if not (self._known.has_form(p) or extra.has_form(p))]
+            if unknown and match.group() not in found:
+                found.append(match.group())
+        return found
+
+    def note(self, words: Sequence[str]) -> str:
+        """The note placed after a question whose topic ``words`` no document uses; "" for none."""
+        if not words:
+            return ""
+        quoted = [f'"{w}"' for w in words]
+        listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
+        return self.rules.note.replace(WORDS_FIELD, listed)
+
+    def _is_topic(self, word: str) -> bool:
+        """Whether a lower-case word can name what a question is about."""
+        if len(word) < MIN_WORD_CHARS or any(c.isdigit() for c in word) or word in stopwords():
+            return False
+        return not self._general.has_form(word)

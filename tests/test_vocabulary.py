@@ -1,0 +1,91 @@
+"""Words a question uses that the knowledge base never does, and the note the model gets for them."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from core.config import load_config
+from core.errors import ConfigError
+from core.retrieval.vocabulary import CoverageRules, Vocabulary, WordForms, load_coverage_rules
+from core.types import Passage, TurnComplete
+from tests.fakes import FakeLLM, fake_pipeline
+
+FERRY_DOCUMENTS = (
+    "The ferry sails from Port Averly to Tarrin every morning. Bicycles cost three euros each way.",
+    "Tickets are sold in the office on the quay, and dogs travel free on deck.",
+)
+RULES = CoverageRules(note="(Never mentioned: {words}.)", general_words=frozenset({"happen", "cheap", "move", "bring"}))
+
+
+@pytest.fixture()
+def vocabulary() -> Vocabulary:
+    return Vocabulary(FERRY_DOCUMENTS, RULES)
+
+
+def test_forms_match_endings_but_short_words_take_one_letter_at_most():
+    forms = WordForms(["room", "turn", "car", "pipeline"])
+    assert forms.has_form("rooms") and forms.has_form("turned") and forms.has_form("car")
+    assert forms.has_form("cars") and not forms.has_form("cargo")
+    assert not forms.has_form("pi")  # "pipeline" starts with it, but a short word matches only itself plus a letter
+    assert WordForms(["movements"]).has_form("move")
+
+
+def test_topic_words_no_document_uses_are_found_as_written(vocabulary):
+    assert vocabulary.unmentioned("Is there Wi-Fi on the ferry to Tarrin?") == ["Wi-Fi"]
+    assert vocabulary.unmentioned("Can I bring my horse, or my horses?") == ["horse", "horses"]
+    assert vocabulary.unmentioned("Is a bicycle ticket to Tarrin sold on the quay?") == []
+
+
+def test_stopwords_general_words_and_numbers_are_never_topic_words(vocabulary):
+    assert vocabulary.unmentioned("What happens to the cheapest tickets at 8 am or in 2025?") == []
+    assert vocabulary.unmentioned("Does it move?") == []
+
+
+def test_words_of_the_extra_texts_count_as_mentioned(vocabulary):
+    assert vocabulary.unmentioned("Who is Sam?") == ["Sam"]
+    assert vocabulary.unmentioned("Who is Sam?", also_known=("You are Sam, the assistant.",)) == []
+
+
+def test_a_vocabulary_without_documents_finds_nothing_unmentioned():
+    assert Vocabulary([], RULES).unmentioned("Is there Wi-Fi?") == []
+
+
+def test_the_note_quotes_the_words(vocabulary):
+    assert vocabulary.note([]) == ""
+    assert vocabulary.note(["Wi-Fi"]) == '(Never mentioned: "Wi-Fi".)'
+    assert vocabulary.note(["a", "b", "c"]) == '(Never mentioned: "a", "b" or "c".)'
+
+
+def test_the_project_rules_load_and_bad_files_are_refused(tmp_path):
+    rules = load_coverage_rules()
+    assert "{words}" in rules.note and "happen" in rules.general_words
+    bad = tmp_path / "coverage.json"
+    for data in ({"note": "no field", "general_words": []}, {"note": "{words}", "general_words": ["Two words"]},
+                 {"note": "{words}"}):
+        bad.write_text(json.dumps(data), encoding="utf-8")
+        with pytest.raises(ConfigError, match="coverage.json"):
+            load_coverage_rules(bad)
+
+
+def _pipeline(tmp_path, passages):
+    config = load_config({"AVATAR_CACHE_DIR": str(tmp_path / "cache"), "AVATAR_EXPERIMENT": "none"})
+    llm = FakeLLM(config, answer="I don't know; my documents don't say.")
+    return fake_pipeline(config, llm=llm, passages=passages), llm
+
+
+def test_a_grounded_question_about_something_unmentioned_gets_the_note(tmp_path):
+    pipeline, llm = _pipeline(tmp_path, [Passage(text, "ferry.md", "Ferry", 0.5) for text in FERRY_DOCUMENTS])
+    done = list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))[-1]
+    assert isinstance(done, TurnComplete)
+    question = llm.calls[-1][-1].content
+    assert question.startswith("Is there Wi-Fi on the ferry?") and '"Wi-Fi"' in question
+    list(pipeline.run_turn([], text="When does the ferry sail to Tarrin?"))
+    assert llm.calls[-1][-1].content == "When does the ferry sail to Tarrin?"
+
+
+def test_an_ungrounded_question_gets_no_note(tmp_path):
+    pipeline, llm = _pipeline(tmp_path, [])
+    list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))
+    assert llm.calls[-1][-1].content == "Is there Wi-Fi on the ferry?"
