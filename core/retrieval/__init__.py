@@ -277,8 +277,8 @@ def format_context(passages: Sequence[Passage]) -> str:
         return ""
     guard = default_guard()
     blocks = [
-        f"{CONTEXT_OPEN}PASSAGE {i} | {_quoted(p.citation())}{CONTEXT_CLOSE}\n{_quoted(guard.defuse(rows_as_lines(p.text)))}\n"
-        f"{CONTEXT_OPEN}END{CONTEXT_CLOSE}"
+        f"{CONTEXT_OPEN}PASSAGE {i} | {_quoted(p.citation())}{CONTEXT_CLOSE}\n"
+        f"{_quoted(guard.defuse(rows_as_lines(p.text)))}\n{CONTEXT_OPEN}END{CONTEXT_CLOSE}"
         for i, p in enumerate(passages, start=1)
     ]
     return "\n\n".join([CONTEXT_PREAMBLE, *blocks])
