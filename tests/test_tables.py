@@ -41,3 +41,18 @@ def test_the_llm_reads_the_rows_with_their_column_names():
     context = format_context([Passage(PRICES, "fares.md", "Fares", 0.6)])
     assert "- Ticket: Adult; Single: €9.50; Return: €17.00." in context
     assert "|---|" not in context
+
+
+def test_a_table_the_chunker_joined_into_one_line_reads_the_same():
+    joined = ("Prices in euros: | Ticket | Single | Return | |---|---:|---:| | Adult | €9.50 | €17.00 | "
+              "| Child | €4.75 | |")
+    assert rows_as_lines(joined).splitlines() == [
+        "Prices in euros:",
+        "- Ticket: Adult; Single: €9.50; Return: €17.00.",
+        "- Ticket: Child; Single: €4.75.",
+    ]
+
+
+def test_a_row_with_too_few_cells_leaves_the_table_as_written():
+    broken = "| A | B | |---|---| | a | b | | c |"
+    assert rows_as_lines(broken) == broken

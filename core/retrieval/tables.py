@@ -5,48 +5,54 @@ input price; measured on every price-table question of the tuning set). Each bod
 repeats the headers: ``| databricks-claude-haiku-4-5 | $1 | $5 |`` under ``| Endpoint | Input | Output |`` becomes
 ``- Endpoint: databricks-claude-haiku-4-5; Input: $1; Output: $5.``, so every value sits next to what it is. Only
 the text the LLM reads is rewritten; the index embeds the documents as written.
+
+The chunker joins a paragraph's lines with spaces (``core.retrieval.documents``), so a table reaches here as
+``| A | B | |---|---| | a | b |`` as often as one row per line; both read the same once split at the pipes: the
+separator row gives the number of columns, and rows follow each other with one blank "cell" between them.
 """
 
 from __future__ import annotations
 
 import re
 
-TABLE_ROW = re.compile(r"^\s*\|.*\|\s*$")
-SEPARATOR_CELL = re.compile(r":?-{3,}:?")
+PARAGRAPH_BREAK = re.compile(r"(\n\s*\n)")
+SEPARATOR_CELL = re.compile(r"\s*:?-{3,}:?\s*")
 CELL_GLUE = "; "
-
-
-def _cells(row: str) -> list[str]:
-    return [cell.strip() for cell in row.strip().strip("|").split("|")]
-
-
-def _is_separator(line: str) -> bool:
-    """``|---|---:|``: the row under a table's header."""
-    return bool(TABLE_ROW.match(line)) and all(SEPARATOR_CELL.fullmatch(cell) for cell in _cells(line))
 
 
 def _row_line(headers: list[str], cells: list[str]) -> str:
     """One body row as a list item; a cell under an empty header stands alone, an empty cell is left out."""
-    named = [f"{header}: {cell}" if header else cell for header, cell in zip(headers, cells, strict=False) if cell]
+    named = [f"{header}: {cell}" if header else cell for header, cell in zip(headers, cells, strict=True) if cell]
     return f"- {CELL_GLUE.join(named).rstrip('.')}." if named else ""
 
 
+def _table_lines(table: str) -> list[str] | None:
+    """The rows of a table written ``| h | h | |---|---| | c | c |`` (newlines or spaces between rows) as lines;
+    None when it is not such a table."""
+    tokens = table.strip()[1:-1].split("|")
+    start = next((i for i, t in enumerate(tokens) if SEPARATOR_CELL.fullmatch(t)), None)
+    if start is None:
+        return None
+    columns = next((n for n, t in enumerate(tokens[start:]) if not SEPARATOR_CELL.fullmatch(t)), len(tokens) - start)
+    if start != columns + 1 or tokens[columns].strip():  # the header row, then one blank between it and the rule
+        return None
+    headers = [t.strip() for t in tokens[:columns]]
+    body = tokens[start + columns :]
+    rows = [body[i : i + columns + 1] for i in range(0, len(body), columns + 1)]
+    if any(len(row) != columns + 1 or row[0].strip() for row in rows):
+        return None
+    return [line for row in rows if (line := _row_line(headers, [c.strip() for c in row[1:]]))]
+
+
 def rows_as_lines(text: str) -> str:
-    """``text`` with every Markdown table (a header row, a separator row, body rows) rewritten row by row; the
-    rest, including anything that only looks like a table, unchanged."""
-    lines = text.splitlines()
-    out: list[str] = []
-    i = 0
-    while i < len(lines):
-        is_table = i + 1 < len(lines) and TABLE_ROW.match(lines[i]) and _is_separator(lines[i + 1])
-        if not is_table:
-            out.append(lines[i])
-            i += 1
-            continue
-        headers = _cells(lines[i])
-        i += 2
-        while i < len(lines) and TABLE_ROW.match(lines[i]):
-            if line := _row_line(headers, _cells(lines[i])):
-                out.append(line)
-            i += 1
-    return "\n".join(out)
+    """``text`` with every Markdown table rewritten row by row; the rest (and anything that only looks like a
+    table) unchanged. A table is the end of a paragraph from its first pipe on."""
+    out = []
+    for paragraph in PARAGRAPH_BREAK.split(text):
+        at = paragraph.find("|")
+        lines = _table_lines(paragraph[at:]) if at >= 0 and paragraph.rstrip().endswith("|") else None
+        if lines is None:
+            out.append(paragraph)
+        else:
+            out.append("\n".join([paragraph[:at].rstrip(), *lines]).lstrip("\n"))
+    return "".join(out)
