@@ -288,6 +288,11 @@ def test_grounding_and_stopword_files_are_validated(tmp_path: Path) -> None:
         load_stopwords(bad)
 
 
+def test_only_the_model_that_reads_passages_is_trusted_with_a_note(local_llm: LocalGGUFLLM,
+                                                                   small_llm: LocalGGUFLLM) -> None:
+    assert local_llm.follows_notes and not small_llm.follows_notes
+
+
 def test_small_prompt_puts_the_best_sentences_of_the_top_passage_before_the_question(small_llm: LocalGGUFLLM
                                                                                        ) -> None:
     other = Passage("Piper speaks with the joe voice.", "voice.md", "Voice", 0.3)

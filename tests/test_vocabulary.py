@@ -8,6 +8,7 @@ import pytest
 
 from core.config import load_config
 from core.errors import ConfigError
+from core.llm.router import RoutedLLM
 from core.retrieval.vocabulary import CoverageRules, Vocabulary, WordForms, load_coverage_rules
 from core.types import Passage, TurnComplete
 from tests.fakes import FakeLLM, fake_pipeline
@@ -16,7 +17,8 @@ FERRY_DOCUMENTS = (
     "The ferry sails from Port Averly to Tarrin every morning. Bicycles cost three euros each way.",
     "Tickets are sold in the office on the quay, and dogs travel free on deck.",
 )
-RULES = CoverageRules(note="(Never mentioned: {words}.)", general_words=frozenset({"happen", "cheap", "move", "bring"}))
+RULES = CoverageRules(note="(Never mentioned: {words}.)", reply="No word on {words}.",
+                      general_words=frozenset({"happen", "cheap", "move", "bring"}))
 
 
 @pytest.fixture()
@@ -52,31 +54,45 @@ def test_a_vocabulary_without_documents_finds_nothing_unmentioned():
     assert Vocabulary([], RULES).unmentioned("Is there Wi-Fi?") == []
 
 
-def test_the_note_quotes_the_words(vocabulary):
-    assert vocabulary.note([]) == ""
+def test_the_note_quotes_the_words_and_the_reply_names_them(vocabulary):
+    assert vocabulary.note([]) == "" and vocabulary.reply([]) == ""
     assert vocabulary.note(["Wi-Fi"]) == '(Never mentioned: "Wi-Fi".)'
     assert vocabulary.note(["a", "b", "c"]) == '(Never mentioned: "a", "b" or "c".)'
+    assert vocabulary.reply(["Wi-Fi", "horses"]) == "No word on Wi-Fi or horses."
 
 
 def test_the_project_rules_load_and_bad_files_are_refused(tmp_path):
     rules = load_coverage_rules()
     assert "{words}" in rules.note and "happen" in rules.general_words
     bad = tmp_path / "coverage.json"
-    for data in ({"note": "no field", "general_words": []}, {"note": "{words}", "general_words": ["Two words"]},
-                 {"note": "{words}"}):
+    for data in ({"note": "no field", "reply": "{words}", "general_words": []},
+                 {"note": "{words}", "general_words": []},
+                 {"note": "{words}", "reply": "{words}", "general_words": ["Two words"]},
+                 ["not an object"]):
         bad.write_text(json.dumps(data), encoding="utf-8")
         with pytest.raises(ConfigError, match="coverage.json"):
             load_coverage_rules(bad)
 
 
-def _pipeline(tmp_path, passages):
+class NoteBlindLLM(FakeLLM):
+    """A fake model that, like the smallest local one, cannot act on a note after the question."""
+
+    @property
+    def follows_notes(self) -> bool:
+        return False
+
+
+def _pipeline(tmp_path, passages, llm_type=FakeLLM):
     config = load_config({"AVATAR_CACHE_DIR": str(tmp_path / "cache"), "AVATAR_EXPERIMENT": "none"})
-    llm = FakeLLM(config, answer="I don't know; my documents don't say.")
+    llm = llm_type(config, answer="I don't know; my documents don't say.")
     return fake_pipeline(config, llm=llm, passages=passages), llm
 
 
+FERRY_PASSAGES = [Passage(text, "ferry.md", "Ferry", 0.5) for text in FERRY_DOCUMENTS]
+
+
 def test_a_grounded_question_about_something_unmentioned_gets_the_note(tmp_path):
-    pipeline, llm = _pipeline(tmp_path, [Passage(text, "ferry.md", "Ferry", 0.5) for text in FERRY_DOCUMENTS])
+    pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES)
     done = list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))[-1]
     assert isinstance(done, TurnComplete)
     question = llm.calls[-1][-1].content
@@ -89,3 +105,19 @@ def test_an_ungrounded_question_gets_no_note(tmp_path):
     pipeline, llm = _pipeline(tmp_path, [])
     list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))
     assert llm.calls[-1][-1].content == "Is there Wi-Fi on the ferry?"
+
+
+def test_a_model_that_cannot_follow_the_note_is_not_asked(tmp_path):
+    pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES, NoteBlindLLM)
+    done = list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))[-1]
+    assert done.reply.text == "I don't know; my documents don't mention Wi-Fi." and not llm.calls
+    assert done.passages == ()  # the reply is not from the documents, so it cites none
+    list(pipeline.run_turn([], text="When does the ferry sail to Tarrin?"))
+    assert llm.calls[-1][-1].content == "When does the ferry sail to Tarrin?"
+
+
+def test_a_router_follows_notes_only_when_both_of_its_models_do(tmp_path):
+    config = load_config({"AVATAR_CACHE_DIR": str(tmp_path / "cache")})
+    able, blind = FakeLLM(config), NoteBlindLLM(config)
+    assert RoutedLLM(config.llm, able, able, make_local=lambda: able).follows_notes
+    assert not RoutedLLM(config.llm, able, blind, make_local=lambda: able).follows_notes

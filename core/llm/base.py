@@ -63,6 +63,12 @@ class LLMBackend(StageBackend, ABC):
         """CPU threads of this machine the backend keeps busy while it writes (0: it runs elsewhere)."""
         return 0
 
+    @property
+    def follows_notes(self) -> bool:
+        """Whether the model acts on a note after the question (e.g. "the material never mentions ..."); a very
+        small one quotes passages or repeats the note instead."""
+        return True
+
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item.

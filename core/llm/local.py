@@ -148,6 +148,10 @@ class LocalGGUFLLM(GeneratingLLM):
     def runtime(self) -> str:
         return f"{self.entry.label}, a small language model that runs offline on this computer's CPU"
 
+    @property
+    def follows_notes(self) -> bool:
+        return self.profile.grounding == "passages"  # the "sentences" model quotes passages or repeats the note
+
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         if self.profile.grounding == "passages":
             yield from super().stream(messages, passages)

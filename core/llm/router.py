@@ -139,6 +139,10 @@ class RoutedLLM(LLMBackend):
         return max(self.small.cpu_threads, self.large.cpu_threads)
 
     @property
+    def follows_notes(self) -> bool:
+        return self.small.follows_notes and self.large.follows_notes
+
+    @property
     def description(self) -> str:
         if self.small is self.large:
             return f"{self.small.description} (small and large)"

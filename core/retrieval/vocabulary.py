@@ -6,8 +6,9 @@ speak French?" → "Yes, the avatar can speak French."). A question's *topic wor
 stopwords (``core.words``), nor general words that say what is asked rather than what it is about ("happens",
 "cheapest", "turned"), nor numbers; a ``Vocabulary`` of every document (and the system prompt) tells which of them
 no text uses. A grounded question with such words gets ``CoverageRules.note`` after it, and the model then says
-that it does not know; a paraphrase whose words the documents do not use ("mouth movements") can still be
-answered, because the model reads the note against the material. An earlier attempt that let the model judge
+that it does not know; a paraphrase whose words the documents do not use can still be answered, because the model
+reads the note against the material. A model that cannot follow a note (``LLMBackend.follows_notes``) is not asked:
+the assistant gives ``CoverageRules.reply`` instead. An earlier attempt that let the model judge
 coverage itself, without being told which words are missing, caught 1 of 9 held-out unanswerable questions.
 
 Words are compared by form, not by the five-letter stems of ``core.words``: "room" matches "rooms" and "turned"
@@ -47,6 +48,8 @@ class CoverageRules:
 
     note: str
     """Placed after the question; ``{words}`` becomes the missing words, quoted."""
+    reply: str
+    """The answer instead, for a model that cannot follow the note; ``{words}`` becomes the words as written."""
     general_words: frozenset[str]
 
 
@@ -58,12 +61,15 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
             lower-case word.
     """
     data = read_json(path)
-    if not isinstance(data, dict) or not isinstance(data.get("note"), str) or WORDS_FIELD not in data["note"]:
-        raise ConfigError(f"{path}: 'note' must be text holding {WORDS_FIELD}")
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: must be an object with 'note', 'reply' and 'general_words'")
+    for field in ("note", "reply"):
+        if not isinstance(data.get(field), str) or WORDS_FIELD not in data[field]:
+            raise ConfigError(f"{path}: '{field}' must be text holding {WORDS_FIELD}")
     general = data.get("general_words")
     if not isinstance(general, list) or not all(isinstance(w, str) and WORD.fullmatch(w) for w in general):
         raise ConfigError(f"{path}: 'general_words' must be a list of lower-case words")
-    return CoverageRules(data["note"], frozenset(general))
+    return CoverageRules(data["note"], data["reply"], frozenset(general))
 
 
 @lru_cache(maxsize=1)
@@ -125,14 +131,19 @@ class Vocabulary:
 
     def note(self, words: Sequence[str]) -> str:
         """The note placed after a question whose topic ``words`` no document uses; "" for none."""
-        if not words:
-            return ""
-        quoted = [f'"{w}"' for w in words]
-        listed = quoted[0] if len(quoted) == 1 else f"{', '.join(quoted[:-1])} or {quoted[-1]}"
-        return self.rules.note.replace(WORDS_FIELD, listed)
+        return self.rules.note.replace(WORDS_FIELD, _listed([f'"{w}"' for w in words])) if words else ""
+
+    def reply(self, words: Sequence[str]) -> str:
+        """What the assistant says instead of answering a question about ``words``; "" for none."""
+        return self.rules.reply.replace(WORDS_FIELD, _listed(words)) if words else ""
 
     def _is_topic(self, word: str) -> bool:
         """Whether a lower-case word can name what a question is about."""
         if len(word) < MIN_WORD_CHARS or any(c.isdigit() for c in word) or word in stopwords():
             return False
         return not self._general.has_form(word)
+
+
+def _listed(words: Sequence[str]) -> str:
+    """'a', 'a or b', 'a, b or c'."""
+    return words[0] if len(words) == 1 else f"{', '.join(words[:-1])} or {words[-1]}"
