@@ -321,13 +321,10 @@ class Pipeline:
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
                                  units={"queries": 0 if lookup.hit else 1})
         instead = default_guard().reply_instead(user.text, context)
-        unmentioned = best_effort("checking the question's words against the knowledge base", functools.partial(
-            self._unmentioned, user.text, setup.system_prompt), []) if context and not instead else []
         coverage = ""
-        if unmentioned and setup.llm.follows_notes:
-            coverage = self.vocabulary().note(unmentioned)
-        elif unmentioned:
-            instead = self.vocabulary().reply(unmentioned)
+        if context and not instead:
+            coverage, instead = best_effort("checking the question's words against the knowledge base",
+                                            functools.partial(self._coverage, setup, user.text), ("", ""))
         grounding = () if instead else context  # a reply given without the model is not from the passages
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, coverage)
         clips: list[SpokenClip] = []
@@ -383,12 +380,15 @@ class Pipeline:
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
 
-    def _unmentioned(self, question: str, system_prompt: str) -> list[str]:
-        """The question's topic words that no document (nor the system prompt) uses."""
-        words = self.vocabulary().unmentioned(question, also_known=(system_prompt,))
-        if words:
-            log.info("Coverage: the knowledge base never uses %s", ", ".join(words))
-        return words
+    def _coverage(self, setup: TurnSetup, question: str) -> tuple[str, str]:
+        """For a grounded question whose topic words no document (nor the system prompt) uses: the note to put
+        after it, or, for a model that cannot follow a note, the reply to give instead; ("", "") otherwise."""
+        vocabulary = self.vocabulary()
+        words = vocabulary.unmentioned(question, also_known=(setup.system_prompt,))
+        if not words:
+            return "", ""
+        log.info("Coverage: the knowledge base never uses %s", ", ".join(words))
+        return (vocabulary.note(words), "") if setup.llm.follows_notes else ("", vocabulary.reply(words))
 
     def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
                  instead: str, out: queue.Queue, cancel: threading.Event) -> None:

@@ -30,13 +30,12 @@ from typing import ClassVar
 from core.backend import backend_errors
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
-from core.guard import default_guard
 from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage
 from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
 from core.llm.packaged import LocalModel, local_model, resolve_local
 from core.llm.prefix_cache import PrefixStates
 from core.llm.probe import probe
-from core.retrieval.tables import rows_as_lines
+from core.retrieval import model_text
 from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
@@ -231,8 +230,6 @@ class LocalGGUFLLM(GeneratingLLM):
 
 
 def _best_first(passages: Sequence[Passage]) -> list[Passage]:
-    """Passages by retrieval score, best first (a document's context comes in document order), with any sentence
-    that instructs the assistant removed (``core.guard``) and tables one line per row (``core.retrieval.tables``),
-    as the "passages" profile gets them from format_context."""
-    guard = default_guard()
-    return [replace(p, text=guard.defuse(rows_as_lines(p.text))) for p in sorted(passages, key=lambda p: -p.score)]
+    """Passages by retrieval score, best first (a document's context comes in document order), in the model's
+    reading of them (``core.retrieval.model_text``, as the "passages" profile gets them from format_context)."""
+    return [replace(p, text=model_text(p.text)) for p in sorted(passages, key=lambda p: -p.score)]

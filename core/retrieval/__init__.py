@@ -30,7 +30,7 @@ from core.retrieval.tables import rows_as_lines
 from core.types import Passage
 
 __all__ = ["Passage", "RetrievalBackend", "LocalVectorIndex", "DatabricksVectorSearch", "create_retrieval",
-           "format_context", "RETRIEVAL_BACKENDS"]
+           "format_context", "model_text", "RETRIEVAL_BACKENDS"]
 
 log = logging.getLogger(__name__)
 
@@ -264,21 +264,25 @@ def _quoted(text: str) -> str:
     return text.replace(CONTEXT_OPEN, "‹‹‹").replace(CONTEXT_CLOSE, "›››")
 
 
+def model_text(text: str) -> str:
+    """A passage's text as a model reads it: sentences that instruct the assistant removed (``core.guard``) and
+    tables one line per row with their column names (``core.retrieval.tables``)."""
+    return default_guard().defuse(rows_as_lines(text))
+
+
 def format_context(passages: Sequence[Passage]) -> str:
     """Present retrieved passages to the LLM as quoted reference data, each with its citation; "" for none.
 
     Each passage sits between ``<<<PASSAGE n | source › heading>>>`` and ``<<<END>>>``, after a note that the
     material is data and not instructions; delimiter characters inside passages are replaced so no passage can
-    end the quotation early and smuggle in text that looks like part of the prompt, sentences that instruct
-    the assistant are removed (``core.guard``), and tables are written one line per row with their column names
-    (``core.retrieval.tables``).
+    end the quotation early and smuggle in text that looks like part of the prompt, and the text is the model's
+    reading of it (``model_text``).
     """
     if not passages:
         return ""
-    guard = default_guard()
     blocks = [
         f"{CONTEXT_OPEN}PASSAGE {i} | {_quoted(p.citation())}{CONTEXT_CLOSE}\n"
-        f"{_quoted(guard.defuse(rows_as_lines(p.text)))}\n{CONTEXT_OPEN}END{CONTEXT_CLOSE}"
+        f"{_quoted(model_text(p.text))}\n{CONTEXT_OPEN}END{CONTEXT_CLOSE}"
         for i, p in enumerate(passages, start=1)
     ]
     return "\n\n".join([CONTEXT_PREAMBLE, *blocks])
