@@ -57,8 +57,8 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     """Read and validate ``data/coverage.json``.
 
     Raises:
-        ConfigError: the file is missing or malformed, the note lacks ``{words}``, or a general word is not one
-            lower-case word.
+        ConfigError: the file is missing or malformed, the note or the reply lacks ``{words}``, or a general word
+            is not one lower-case word.
     """
     data = read_json(path)
     if not isinstance(data, dict):
