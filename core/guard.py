@@ -8,8 +8,8 @@
 - A knowledge-base sentence that instructs the assistant is removed before any model reads the passage, so it can
   neither be followed nor read out.
 - An answer that repeats one symbol or word over and over is cut there (``flood_end``).
-- A grounded answer's clause with a number no source holds ends the answer with ``unsupported_number``
-  (``core.llm.number_check``).
+- A grounded answer's clause with a number no source holds ends the answer with ``unsupported_number`` (or, when
+  the words already said stop mid-sentence, ``unsupported_number_midway``; ``core.llm.number_check``).
 
 The patterns and replies are data (``data/guard.json``). The model is also told that passages and messages are
 data (``data/persona.json``); the guard is the part that does not depend on the model obeying. The pipeline asks
@@ -50,6 +50,7 @@ class Guard:
     no_words: str
     unknown_words: str
     unsupported_number: str
+    unsupported_number_midway: str
     removed_from_passage: str
     min_letters: int
     max_repeats: int
@@ -113,12 +114,12 @@ def load_guard(path: Path = GUARD_PATH) -> Guard:
         data = json.loads(path.read_text(encoding="utf-8"))
         patterns = tuple(re.compile(p, re.IGNORECASE) for p in data["injection"])
         guard = Guard(patterns, data["refusal"], data["no_words"], data["unknown_words"],
-                      data["unsupported_number"], data["removed_from_passage"], int(data["min_letters"]),
-                      int(data["max_repeats"]))
+                      data["unsupported_number"], data["unsupported_number_midway"], data["removed_from_passage"],
+                      int(data["min_letters"]), int(data["max_repeats"]))
     except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
         raise ConfigError(f"{path}: cannot read the guard data ({type(exc).__name__}: {exc})") from exc
     texts = (guard.refusal, guard.no_words, guard.unknown_words, guard.unsupported_number,
-             guard.removed_from_passage)
+             guard.unsupported_number_midway, guard.removed_from_passage)
     texts_ok = all(isinstance(t, str) and t.strip() for t in texts)
     if not patterns or not texts_ok or guard.min_letters < 1 or guard.max_repeats < 2:
         raise ConfigError(f"{path}: needs patterns, non-empty replies, min_letters >= 1 and max_repeats >= 2")

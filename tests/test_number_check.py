@@ -12,6 +12,7 @@ from core.types import ChatMessage, Passage, Reply
 from tests.fakes import ScriptedLLM
 
 FALLBACK = default_guard().unsupported_number
+MIDWAY = default_guard().unsupported_number_midway
 SOURCES = ["Returns are accepted within 45 days. A repair costs $3.50 and 1,200 parts are in stock. Open 9:00."]
 
 
@@ -28,19 +29,19 @@ def test_numbers_compare_by_their_written_value(text: str, values: list[str]) ->
     "It opens at 9 in the morning.", "It costs 3 dollars 50.", "You can return it, no questions asked.",
 ])
 def test_an_answer_with_the_sources_numbers_is_released_whole(answer: str) -> None:
-    screened = NumberCheck(SOURCES, FALLBACK).screen(answer, 0, final=True)
+    screened = NumberCheck(SOURCES, FALLBACK, MIDWAY).screen(answer, 0, final=True)
     assert (screened.text, screened.release, screened.unsupported) == (answer, len(answer), "")
 
 
 def test_an_invented_number_ends_the_answer_at_its_clause() -> None:
     answer = "Happy to help, our support line is 1-800-555-1234. Call any time."
-    screened = NumberCheck(SOURCES, FALLBACK).screen(answer, 0, final=True)
-    assert screened.text == f"Happy to help, {FALLBACK}" and screened.unsupported == "800"
+    screened = NumberCheck(SOURCES, FALLBACK, MIDWAY).screen(answer, 0, final=True)
+    assert screened.text == f"Happy to help{MIDWAY}" and screened.unsupported == "800"
     assert screened.release == len(screened.text)
 
 
 def test_an_incomplete_clause_is_released_word_by_word_up_to_a_number_that_may_still_grow() -> None:
-    check = NumberCheck(SOURCES, FALLBACK)
+    check = NumberCheck(SOURCES, FALLBACK, MIDWAY)
     assert check.screen("You have 45 days, and the fee", 0, final=False).release == len("You have 45 days, and the ")
     assert check.screen("The phone number is", 0, final=False).release == len("The phone number ")
     assert check.screen("A repair costs $3.50 and", 0, final=False).release == len("A repair costs $3.50 ")
@@ -50,7 +51,12 @@ def test_an_incomplete_clause_is_released_word_by_word_up_to_a_number_that_may_s
     assert (ended.text, ended.unsupported) == (FALLBACK, "555")
     assert check.screen("The phone number is 555", 0, final=True).text == FALLBACK
     released = len("The phone number is ")
-    assert check.screen("The phone number is 555", released, final=True).text == f"The phone number is {FALLBACK}"
+    assert check.screen("The phone number is 555", released, final=True).text == f"The phone number is {MIDWAY}"
+
+
+def test_after_a_whole_sentence_the_fallback_line_is_said_as_a_sentence_of_its_own() -> None:
+    screened = NumberCheck(SOURCES, FALLBACK, MIDWAY).screen("You have 45 days. Call 555-0199.", 0, final=True)
+    assert screened.text == f"You have 45 days. {FALLBACK}" and MIDWAY.startswith("...")
 
 
 def _say(answer: str, passages: Sequence[Passage]) -> tuple[list[str], Reply, ScriptedLLM]:
@@ -62,7 +68,7 @@ def _say(answer: str, passages: Sequence[Passage]) -> tuple[list[str], Reply, Sc
 def test_a_grounded_stream_never_says_the_invented_number() -> None:
     passages = [Passage(SOURCES[0], "shop.md", "Shop", 0.5)]
     deltas, reply, llm = _say("Our support team answers at 555-0199 on weekdays. They are friendly.", passages)
-    assert reply.text == f"Our support team answers at {FALLBACK}" == "".join(deltas).strip() and llm.stopped_early
+    assert reply.text == f"Our support team answers at {MIDWAY}" == "".join(deltas).strip() and llm.stopped_early
     assert not any("555" in d for d in deltas)
 
 

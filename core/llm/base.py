@@ -131,7 +131,8 @@ class GeneratingLLM(LLMBackend, ABC):
         said = 0  # characters of the answer yielded so far
         enough = False
         guard = default_guard()
-        numbers = NumberCheck((m.content for m in prompt), guard.unsupported_number) if passages else None
+        numbers = NumberCheck((m.content for m in prompt), guard.unsupported_number,
+                              guard.unsupported_number_midway) if passages else None
         deltas = self._stream(prompt, temperature)
         try:
             while True:

@@ -6,7 +6,9 @@ by clause: a clause is released when it is complete and every number in it appea
 passages or conversation). An incomplete clause is released word by word as long as each number in it is
 finished and found, so speech can start at a phrase break (``core.clauses``); a number that may still grow ("1"
 before ",200") holds the rest. At the first number that appears nowhere, the answer ends before the words that
-hold it and the ``unsupported_number`` line of ``data/guard.json`` is said instead.
+hold it and the ``unsupported_number`` line of ``data/guard.json`` is said instead; when the words already said
+stop mid-sentence ("The support line is"), its ``unsupported_number_midway`` line corrects them ("... sorry, I
+don't know that exactly").
 
 Numbers compare by value as written: "1,200" is 1200, "3.50" is 3.5, "9:00" is 9; each group of digits in the
 sources also counts on its own, so "3 dollars 50" matches "$3.50". Numbers spelled as words are not checked.
@@ -26,6 +28,8 @@ _NUMBER_DONE = re.compile(r"[^\d.,:]|[.,:][^\d]")
 """What follows a number that is finished: a character that cannot continue it, or a separator not followed by a
 digit ("9." then a space); at the end of the text so far, or after a bare separator, it may still grow."""
 _LAST_SPACE = re.compile(r".*\s", re.DOTALL)
+_SENTENCE_DONE = re.compile(r"[.!?…][\"')\]]*$")
+_PHRASE_PUNCTUATION = ",;: "
 
 
 def _value(number: str) -> str:
@@ -54,7 +58,7 @@ class Screened:
 class NumberCheck:
     """The numbers a grounded answer may state, and the screening of an answer as it grows."""
 
-    def __init__(self, sources: Iterable[str], fallback: str) -> None:
+    def __init__(self, sources: Iterable[str], fallback: str, midway: str) -> None:
         known: set[str] = set()
         for source in sources:
             for number in _NUMBER.findall(source):
@@ -62,6 +66,7 @@ class NumberCheck:
                 known.update(_value(group) for group in re.findall(r"\d+", number))
         self.known = frozenset(known)
         self.fallback = fallback
+        self.midway = midway
 
     def unsupported(self, clause: str) -> str:
         """The first number of ``clause`` that no source holds, or ""."""
@@ -77,12 +82,12 @@ class NumberCheck:
             if clause_break is None and not final:
                 released, number = self._incomplete(text[start:])
                 if number:
-                    return self._ended(text, start, number)
+                    return self._ended(text, checked, start, number)
                 start += released
                 break
             end = clause_break.end() if clause_break else len(text)
             if number := self.unsupported(text[start:end]):
-                return self._ended(text, start, number)
+                return self._ended(text, checked, start, number)
             start = end
         return Screened(text, start)
 
@@ -99,8 +104,15 @@ class NumberCheck:
         words = _LAST_SPACE.match(pending[:limit])
         return (words.end() if words else 0), ""
 
-    def _ended(self, text: str, start: int, number: str) -> Screened:
-        """The answer ended before the unreleased part that holds ``number``, with the fallback line."""
+    def _ended(self, text: str, checked: int, start: int, number: str) -> Screened:
+        """The answer ended before the unreleased part that holds ``number``, with the fallback line (its midway
+        form after words that stop mid-sentence); what was released before ``checked`` stays as it was."""
         said = text[:start].rstrip()
-        ended = f"{said} {self.fallback}" if said else self.fallback
+        if not said:
+            ended = self.fallback
+        elif _SENTENCE_DONE.search(said):
+            ended = f"{said} {self.fallback}"
+        else:
+            kept = said.rstrip(_PHRASE_PUNCTUATION)
+            ended = (kept if len(kept) >= checked else text[:checked]) + self.midway
         return Screened(ended, len(ended), number)
