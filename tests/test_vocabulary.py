@@ -40,6 +40,15 @@ def test_topic_words_no_document_uses_are_found_as_written(vocabulary):
     assert vocabulary.unmentioned("Is a bicycle ticket to Tarrin sold on the quay?") == []
 
 
+def test_a_word_whose_dictionary_form_a_document_uses_is_mentioned(vocabulary):
+    """Endings alone cannot tell that "sold" is "sell" or "travelling" is "travel"; the dictionary forms can."""
+    assert vocabulary.unmentioned("Who sells tickets, and do dogs ride free?") == ["ride"]
+    assert vocabulary.unmentioned("Which ferries sailed, and are dogs travelling?") == []
+    assert Vocabulary(["The biggest ferry carries cars."], RULES).unmentioned("Is it big?") == []
+    assert Vocabulary(["The big ferry carries cars."], RULES).unmentioned("Which is the biggest?") == []
+    assert vocabulary.unmentioned("Which is the cheapest?") == []  # a general word ("cheap") in any of its forms
+
+
 def test_stopwords_general_words_and_numbers_are_never_topic_words(vocabulary):
     assert vocabulary.unmentioned("What happens to the cheapest tickets at 8 am or in 2025?") == []
     assert vocabulary.unmentioned("Does it move?") == []

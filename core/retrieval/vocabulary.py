@@ -13,7 +13,9 @@ coverage itself, without being told which words are missing, caught 1 of 9 held-
 
 Words are compared by form, not by the five-letter stems of ``core.words``: "room" matches "rooms" and "turned"
 matches "turn" (one is the other plus an ending), but "pi" does not match "pipeline" (short words take at most a
-one-letter ending). The note and the general words are in ``data/coverage.json``.
+one-letter ending). Words are also compared by their dictionary forms (LemmInflect's English lemmas: "biggest"
+→ "big", "sold" → "sell", "broke" → "break"), which endings alone cannot tell. The
+note and the general words are in ``data/coverage.json``.
 """
 
 from __future__ import annotations
@@ -24,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
+
+from lemminflect import getAllLemmas  # a pure-Python English dictionary, its data inside the wheel
 
 from core.config import DATA_DIR
 from core.datafiles import read_json
@@ -109,7 +113,7 @@ class Vocabulary:
 
     def __init__(self, texts: Iterable[str], rules: CoverageRules | None = None) -> None:
         self.rules = rules or coverage_rules()
-        self._known = WordForms(w for text in texts for w in WORD.findall(text.lower()))
+        self._known = _with_forms(w for text in texts for w in WORD.findall(text.lower()))
         self._general = WordForms(self.rules.general_words)
 
     def __len__(self) -> int:
@@ -120,11 +124,11 @@ class Vocabulary:
         prompt), in order and without repeats; [] for a vocabulary without documents, which can tell nothing."""
         if not len(self._known):
             return []
-        extra = WordForms(w for text in also_known for w in WORD.findall(text.lower()))
+        extra = _with_forms(w for text in also_known for w in WORD.findall(text.lower()))
         found: list[str] = []
         for match in QUESTION_WORD.finditer(question):
             parts = [p for p in WORD.findall(match.group().lower()) if self._is_topic(p)]
-            unknown = [p for p in parts if not (self._known.has_form(p) or extra.has_form(p))]
+            unknown = [p for p in parts if not any(self._known.has_form(f) or extra.has_form(f) for f in forms(p))]
             if unknown and match.group() not in found:
                 found.append(match.group())
         return found
@@ -141,7 +145,19 @@ class Vocabulary:
         """Whether a lower-case word can name what a question is about."""
         if len(word) < MIN_WORD_CHARS or any(c.isdigit() for c in word) or word in stopwords():
             return False
-        return not self._general.has_form(word)
+        return not any(self._general.has_form(f) for f in forms(word))
+
+
+@lru_cache(maxsize=4096)
+def forms(word: str) -> tuple[str, ...]:
+    """A lower-case word and its English dictionary forms ("biggest" → ("biggest", "big")), the word first."""
+    lemmas = {lemma.lower() for found in getAllLemmas(word).values() for lemma in found}
+    return (word, *sorted(lemmas - {word}))
+
+
+def _with_forms(words: Iterable[str]) -> WordForms:
+    """The words and their dictionary forms ("sold" also stands for "sell")."""
+    return WordForms(f for word in set(words) for f in forms(word))
 
 
 def _listed(words: Sequence[str]) -> str:
