@@ -503,5 +503,7 @@ class Pipeline:
             StageMetrics("lipsync", track.source, timings["lipsync_s"]),
         )
         emotion: Emotion = self.stages.emotion.classify(reply.text)
-        cited = tuple(p for p in passages if p.score > 0)  # what the search found, not the document around it
+        # What the search found (not the document around it), unless the reply says the documents do not hold it.
+        found = tuple(p for p in passages if p.score > 0)
+        cited = () if self.vocabulary().rules.admits_not_knowing(reply.text) else found
         return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, cited)

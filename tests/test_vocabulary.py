@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 import pytest
 
@@ -18,6 +19,7 @@ FERRY_DOCUMENTS = (
     "Tickets are sold in the office on the quay, and dogs travel free on deck.",
 )
 RULES = CoverageRules(note="(Never mentioned: {words}.)", reply="No word on {words}.",
+                      not_knowing=re.compile(r"don't know", re.IGNORECASE),
                       general_words=frozenset({"happen", "cheap", "move", "bring"}))
 
 
@@ -76,7 +78,8 @@ def test_the_project_rules_load_and_bad_files_are_refused(tmp_path):
     bad = tmp_path / "coverage.json"
     for data in ({"note": "no field", "reply": "{words}", "general_words": []},
                  {"note": "{words}", "general_words": []},
-                 {"note": "{words}", "reply": "{words}", "general_words": ["Two words"]},
+                 {"note": "{words}", "reply": "{words}", "not_knowing": "x", "general_words": ["Two words"]},
+                 {"note": "{words}", "reply": "{words}", "not_knowing": "(", "general_words": []},
                  ["not an object"]):
         bad.write_text(json.dumps(data), encoding="utf-8")
         with pytest.raises(ConfigError, match="coverage.json"):
@@ -100,10 +103,20 @@ def _pipeline(tmp_path, passages, llm_type=FakeLLM):
 FERRY_PASSAGES = [Passage(text, "ferry.md", "Ferry", 0.5) for text in FERRY_DOCUMENTS]
 
 
+def test_a_reply_that_opens_by_not_knowing_is_recognised():
+    rules = load_coverage_rules()
+    for reply in ("I don't know; my documents don't say.", "The reference material does not contain the answer.",
+                  "I'm not sure. The documents only cover the ferry."):
+        assert rules.admits_not_knowing(reply), reply
+    for reply in ("It leaves at 9. I don't know when it comes back.", "Yes, dogs travel free on deck."):
+        assert not rules.admits_not_knowing(reply), reply
+
+
 def test_a_grounded_question_about_something_unmentioned_gets_the_note(tmp_path):
     pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES)
     done = list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))[-1]
     assert isinstance(done, TurnComplete)
+    assert done.passages == ()  # the model said it does not know, so the passages it read are not its sources
     question = llm.calls[-1][-1].content
     assert question.startswith("Is there Wi-Fi on the ferry?") and '"Wi-Fi"' in question
     list(pipeline.run_turn([], text="When does the ferry sail to Tarrin?"))

@@ -2,8 +2,10 @@
 
 Every question is a whole turn (retrieval, guard, LLM, TTS) with no history unless the scripted turn has one, and
 the response cache off. Two knowledge bases: the project's own (``knowledge_base/``: the tuning set
-``data/llm_grounding_eval.jsonl`` and ``data/llm_persona_dev.jsonl``, which prompts were tuned on) and the held-out
-Saltmere Ferries one (``data/llm_eval/``: questions and persona turns never used for tuning). Writes
+``data/llm_grounding_eval.jsonl`` and ``data/llm_persona_dev.jsonl``, which prompts were tuned on), the held-out
+Saltmere Ferries one (``data/llm_eval/``: questions and persona turns never used for tuning) and the fresh
+held-out Kestrel Valley Makerspace one (``data/llm_eval_fresh/``, written after the others by someone who had seen
+neither, and not looked at by whoever tunes). Writes
 ``bench/llm_quality/results.md`` and every answer to ``bench/llm_quality/answers.jsonl``.
 
 Run: ``python bench/llm_quality/run.py [--models qwen2.5-coder-1.5b smollm2-135m] [--limit N] [--sets tuning]
@@ -42,13 +44,16 @@ from core.pipeline import Pipeline  # noqa: E402
 from core.types import ChatMessage, TurnComplete  # noqa: E402
 
 HERE = Path(__file__).resolve().parent
-KBS = {"demo": ROOT / "knowledge_base", "heldout": DATA_DIR / "llm_eval" / "heldout_kb"}
+KBS = {"demo": ROOT / "knowledge_base", "heldout": DATA_DIR / "llm_eval" / "heldout_kb",
+       "fresh": DATA_DIR / "llm_eval_fresh" / "kb"}
 GROUNDING_SETS = {  # name: (knowledge base, file, tuned on?, facts match word beginnings?)
     "tuning": ("demo", DATA_DIR / "llm_grounding_eval.jsonl", True, True),
     "held-out": ("heldout", DATA_DIR / "llm_eval" / "heldout_questions.jsonl", False, False),
+    "fresh": ("fresh", DATA_DIR / "llm_eval_fresh" / "questions.jsonl", False, False),
 }
 PERSONA_SETS = {"tuning": (DATA_DIR / "llm_persona_dev.jsonl", True),
-                "held-out": (DATA_DIR / "llm_eval" / "persona_turns.jsonl", False)}
+                "held-out": (DATA_DIR / "llm_eval" / "persona_turns.jsonl", False),
+                "fresh": (DATA_DIR / "llm_eval_fresh" / "persona_turns.jsonl", False)}
 DEFAULT_MODELS = ("qwen2.5-coder-1.5b", "smollm2-135m")
 
 
@@ -88,6 +93,18 @@ def pipeline_for(base: AppConfig, model: str, kb: str, work: Path) -> Pipeline:
     return pipeline
 
 
+class Pipelines(dict):
+    """One pipeline per knowledge base, made when a set first needs it (each prepares its documents)."""
+
+    def __init__(self, base: AppConfig, model: str, work: Path) -> None:
+        super().__init__()
+        self.base, self.model, self.work = base, model, work
+
+    def __missing__(self, kb: str) -> Pipeline:
+        self[kb] = pipeline_for(self.base, self.model, kb, self.work)
+        return self[kb]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
@@ -106,7 +123,7 @@ def main() -> None:
     first_audio: dict[tuple[str, str], list[float]] = defaultdict(list)
     started = time.time()
     for done_models, model in enumerate(args.models, start=1):
-        pipelines = {kb: pipeline_for(base, model, kb, work) for kb in KBS}
+        pipelines = Pipelines(base, model, work)
         known = {kb: documents_text(path) + "\n" + base.llm.system_prompt for kb, path in KBS.items()}
         for set_name, (kb, path, _, word_start) in GROUNDING_SETS.items():
             if set_name not in args.sets:
@@ -151,7 +168,9 @@ def write_results(output: Path, models: list[str], grounding: dict, persona: dic
         f"Written by `python bench/llm_quality/run.py` on {time.strftime('%Y-%m-%d')} ({seconds / 60:.0f} min, "
         "2-core machine). Every question is a whole pipeline turn (retrieval, guard, LLM, TTS), no history, response "
         "cache off, greedy decoding for grounded turns. **Tuning** sets were used to write the prompts; **held-out** "
-        "sets (`data/llm_eval/`, the fictional Saltmere Ferries knowledge base) were never looked at while tuning. "
+        "sets (`data/llm_eval/`, the fictional Saltmere Ferries knowledge base) were not used to tune (but their "
+        "failures were read); **fresh** sets (`data/llm_eval_fresh/`, the fictional Kestrel Valley Makerspace, "
+        "written 2026-12-04 by someone who had seen neither) were never read by whoever tunes. "
         "Scoring follows `data/llm_eval/README.md`: fact-correct = every key fact present; invented = a forbidden "
         "phrase, an answer to a question the documents do not cover, or a number or name found nowhere in the "
         "documents, the question or the system prompt. Every answer is in `answers.jsonl`.",
@@ -167,22 +186,23 @@ def write_results(output: Path, models: list[str], grounding: dict, persona: dic
                      f"({t.correct / max(t.answerable, 1):.0%}) | {t.invented}/{t.cases} "
                      f"({t.invented / max(t.cases, 1):.0%}) | "
                      f"{statistics.median(first_audio[(model, set_name)]):.2f} s |")
-    lines += ["", "Held-out set by kind of question:", "", "| model | kind | questions | fact-correct | inventing |",
-              "|---|---|---:|---:|---:|"]
+    lines += ["", "Held-out and fresh sets by kind of question:", "",
+              "| model | set | kind | questions | fact-correct | inventing |", "|---|---|---|---:|---:|---:|"]
     for (model, set_name), rows in grounding.items():
-        if set_name != "held-out":
+        if GROUNDING_SETS[set_name][2]:
             continue
         for kind, t in sorted(rows.items()):
             if kind != "all":
                 correct = f"{t.correct}/{t.answerable}" if t.answerable else "–"
-                lines.append(f"| {labels[model]} | {kind} | {t.cases} | {correct} | {t.invented}/{t.cases} |")
+                lines.append(f"| {labels[model]} | {set_name} | {kind} | {t.cases} | {correct} | "
+                             f"{t.invented}/{t.cases} |")
     lines += ["", "## Persona and robustness turns", "", "| model | set | category | passed |", "|---|---|---|---:|"]
     for (model, set_name), rows in persona.items():
         for category, results in sorted(rows.items(), key=lambda kv: (kv[0] != "all", kv[0])):
             lines.append(f"| {labels[model]} | {set_name} | {category} | {sum(results)}/{len(results)} |")
-    lines += ["", "## What still goes wrong (held-out)", ""]
+    lines += ["", "## What still goes wrong (held-out and fresh)", ""]
     for a in answers:
-        if "held-out" in a.set and a.verdict not in ("correct", "pass"):
+        if not GROUNDING_SETS[a.set.split("/")[1]][2] and a.verdict not in ("correct", "pass"):
             lines.append(f"- {labels[a.model]}, {a.id} “{a.question}” → “{a.answer}” ({a.verdict})")
     output.mkdir(parents=True, exist_ok=True)
     (output / "results.md").write_text("\n".join(lines) + "\n", encoding="utf-8")

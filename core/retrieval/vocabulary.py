@@ -44,6 +44,8 @@ itself plus one letter ("car" → "cars", not "card" → "cardigan"...)."""
 SHORT_ENDING_CHARS = 1
 MIN_WORD_CHARS = 2
 """Single letters ("I", the "s" of "what's") are no topic and no stem."""
+FIRST_SENTENCE = re.compile(r".*?(?:[.!?](?=\s)|$)", re.DOTALL)
+"""A reply's first sentence: up to the first stop followed by a space, or the whole reply."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,15 +56,22 @@ class CoverageRules:
     """Placed after the question; ``{words}`` becomes the missing words, quoted."""
     reply: str
     """The answer instead, for a model that cannot follow the note; ``{words}`` becomes the words as written."""
+    not_knowing: re.Pattern[str]
+    """Matches a reply's first sentence that says the documents do not hold the answer."""
     general_words: frozenset[str]
+
+    def admits_not_knowing(self, reply: str) -> bool:
+        """Whether ``reply`` opens by saying that the documents do not hold the answer (it then cites none)."""
+        first = FIRST_SENTENCE.match(reply.strip())
+        return bool(first and self.not_knowing.search(first.group()))
 
 
 def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     """Read and validate ``data/coverage.json``.
 
     Raises:
-        ConfigError: the file is missing or malformed, the note or the reply lacks ``{words}``, or a general word
-            is not one lower-case word.
+        ConfigError: the file is missing or malformed, the note or the reply lacks ``{words}``, ``not_knowing`` is
+            not a regular expression, or a general word is not one lower-case word.
     """
     data = read_json(path)
     if not isinstance(data, dict):
@@ -70,10 +79,14 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     for field in ("note", "reply"):
         if not isinstance(data.get(field), str) or WORDS_FIELD not in data[field]:
             raise ConfigError(f"{path}: '{field}' must be text holding {WORDS_FIELD}")
+    try:
+        not_knowing = re.compile(data["not_knowing"], re.IGNORECASE)
+    except (KeyError, TypeError, re.error) as exc:
+        raise ConfigError(f"{path}: 'not_knowing' must be a regular expression ({exc})") from exc
     general = data.get("general_words")
     if not isinstance(general, list) or not all(isinstance(w, str) and WORD.fullmatch(w) for w in general):
         raise ConfigError(f"{path}: 'general_words' must be a list of lower-case words")
-    return CoverageRules(data["note"], data["reply"], frozenset(general))
+    return CoverageRules(data["note"], data["reply"], not_knowing, frozenset(general))
 
 
 @lru_cache(maxsize=1)
