@@ -232,6 +232,9 @@ def test_without_a_startable_local_model_answers_quote_the_knowledge_base(tmp_pa
     assert "never uploaded" in reply.text and reply.notice.startswith("No language model is running")
     _, nothing = split(list(llm.stream([ChatMessage("user", "Hello!")], [])))
     assert nothing.text.startswith("My language model could not start")
+    table = Passage("| Ticket | Price |\n|---|---|\n| Adult | €9.50 |\n| Child | €4.75 |", "fares.md", "Fares", 0.6)
+    _, quoted = split(list(llm.stream([ChatMessage("user", "How much is a child ticket?")], [table])))
+    assert "Ticket: Child; Price: €4.75" in quoted.text and "|" not in quoted.text  # a table row, read as a row
 
 
 # ---------------------------------------------------------------------------------------------------------------

@@ -13,9 +13,9 @@ from dataclasses import replace
 from typing import ClassVar
 
 from core.config import LLMConfig
-from core.guard import default_guard
 from core.llm.base import LLMBackend
 from core.llm.grounding import extractive_answer, split_sentences
+from core.retrieval import model_text
 from core.types import ChatMessage, Passage, Reply
 
 QUOTED_SENTENCES = 2
@@ -44,9 +44,8 @@ class KnowledgeBaseQuotes(LLMBackend):
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         question = self._conversation(messages)[-1].content
-        guard = default_guard()
         ranked = sorted(passages, key=lambda p: -p.score)
-        quotes = (extractive_answer(question, replace(p, text=guard.defuse(p.text)), QUOTED_SENTENCES) for p in ranked)
+        quotes = (extractive_answer(question, replace(p, text=model_text(p.text)), QUOTED_SENTENCES) for p in ranked)
         text = next((q for q in quotes if q), NOTHING_TO_QUOTE)
         for sentence in split_sentences(text):
             yield sentence + " "
