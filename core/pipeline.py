@@ -32,7 +32,7 @@ from core.lipsync import join_tracks
 from core.llm import spoken_text
 from core.llm.base import STAGE as LLM_STAGE
 from core.reply_producer import END, produce_reply
-from core.retrieval.vocabulary import Vocabulary
+from core.retrieval.vocabulary import Vocabulary, coverage_rules
 from core.stages import Stages, TurnSetup
 from core.tts import TTSBackend, write_wav
 from core.types import (
@@ -505,5 +505,5 @@ class Pipeline:
         emotion: Emotion = self.stages.emotion.classify(reply.text)
         # What the search found (not the document around it), unless the reply says the documents do not hold it.
         found = tuple(p for p in passages if p.score > 0)
-        cited = () if self.vocabulary().rules.admits_not_knowing(reply.text) else found
+        cited = () if found and coverage_rules().admits_not_knowing(reply.text) else found
         return TurnComplete(reply, emotion, str(path), track, dict(timings), metrics, cited)
