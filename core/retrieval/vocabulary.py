@@ -44,6 +44,9 @@ itself plus one letter ("car" → "cars", not "card" → "cardigan"...)."""
 SHORT_ENDING_CHARS = 1
 MIN_WORD_CHARS = 2
 """Single letters ("I", the "s" of "what's") are no topic and no stem."""
+FORMS_CACHE_WORDS = 1 << 14
+"""Distinct words whose dictionary forms are kept: a knowledge base of a few hundred pages uses fewer, so building
+its vocabulary and checking each question's words looks each word up once."""
 FIRST_SENTENCE = re.compile(r".*?(?:[.!?](?=\s)|$)", re.DOTALL)
 """A reply's first sentence: up to the first stop followed by a space, or the whole reply."""
 
@@ -161,7 +164,7 @@ class Vocabulary:
         return not any(self._general.has_form(f) for f in forms(word))
 
 
-@lru_cache(maxsize=4096)
+@lru_cache(maxsize=FORMS_CACHE_WORDS)
 def forms(word: str) -> tuple[str, ...]:
     """A lower-case word and its English dictionary forms ("biggest" → ("biggest", "big")), the word first."""
     lemmas = {lemma.lower() for found in getAllLemmas(word).values() for lemma in found}
