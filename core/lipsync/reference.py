@@ -49,13 +49,14 @@ _ESPEAK_RATE = 1
 _ESPEAK_PITCH = 3
 
 
-def piper_reference_speech(voice: Any, text: str) -> Speech:
+def piper_reference_speech(voice: Any, text: str, syn_config: Any = None) -> Speech:
     """Speak ``text`` with a loaded ``piper.PiperVoice`` and keep its raw per-code-point alignments as IPA timings.
 
-    The voice must be loaded with ``include_alignments=True``.
+    The voice must be loaded with ``include_alignments=True``. ``syn_config``: a ``piper.SynthesisConfig`` (None:
+    the voice's own, whose duration noise makes every run's timings slightly different).
     """
     phonemes, audio, t = [], [], 0.0
-    for chunk in voice.synthesize(text, include_alignments=True):
+    for chunk in voice.synthesize(text, syn_config=syn_config, include_alignments=True):
         for item in chunk.phoneme_alignments:
             step = item.num_samples / chunk.sample_rate
             phonemes.append(PhonemeTiming(item.phoneme, t, t + step))
