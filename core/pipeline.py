@@ -324,7 +324,7 @@ class Pipeline:
         coverage = ""
         if context and not instead:
             coverage, instead = best_effort("checking the question's words against the knowledge base",
-                                            functools.partial(self._coverage, setup, user.text), ("", ""))
+                                            functools.partial(self._coverage, setup, user.text, context), ("", ""))
         grounding = () if instead else context  # a reply given without the model is not from the passages
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, coverage)
         clips: list[SpokenClip] = []
@@ -380,9 +380,12 @@ class Pipeline:
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
 
-    def _coverage(self, setup: TurnSetup, question: str) -> tuple[str, str]:
-        """For a grounded question whose topic words no document (nor the system prompt) uses: the note to put
-        after it, or, for a model that cannot follow a note, the reply to give instead; ("", "") otherwise."""
+    def _coverage(self, setup: TurnSetup, question: str, passages: Sequence[Passage]) -> tuple[str, str]:
+        """For a grounded question whose topic words no document (nor the system prompt) uses, unless a passage
+        is close enough to be its paraphrase: the note to put after it, or, for a model that cannot follow a
+        note, the reply to give instead; ("", "") otherwise."""
+        if max(p.score for p in passages) >= coverage_rules().paraphrase_score:
+            return "", ""
         vocabulary = self.vocabulary()
         words = vocabulary.unmentioned(question, also_known=(setup.system_prompt,))
         if not words:

@@ -51,6 +51,14 @@ def test_a_word_whose_dictionary_form_a_document_uses_is_mentioned(vocabulary):
     assert vocabulary.unmentioned("Which is the cheapest?") == []  # a general word ("cheap") in any of its forms
 
 
+def test_only_a_word_that_can_name_a_thing_is_a_topic_word(vocabulary):
+    """Adverbs, verbs and adjectives say how something is asked; a noun, a name or an activity is what about."""
+    assert vocabulary.unmentioned("Roughly how often is the ferry noisy, and should I expect it?") == []
+    assert vocabulary.unmentioned("Is there parking on the quay, or a kiln?") == ["parking", "kiln"]
+    assert vocabulary.unmentioned("Are tickets sold with Google?") == ["Google"]  # a name, not the verb
+    assert vocabulary.unmentioned("Should I google the ferry?") == []
+
+
 def test_stopwords_general_words_and_numbers_are_never_topic_words(vocabulary):
     assert vocabulary.unmentioned("What happens to the cheapest tickets at 8 am or in 2025?") == []
     assert vocabulary.unmentioned("Does it move?") == []
@@ -121,6 +129,13 @@ def test_a_grounded_question_about_something_unmentioned_gets_the_note(tmp_path)
     assert question.startswith("Is there Wi-Fi on the ferry?") and '"Wi-Fi"' in question
     list(pipeline.run_turn([], text="When does the ferry sail to Tarrin?"))
     assert llm.calls[-1][-1].content == "When does the ferry sail to Tarrin?"
+
+
+def test_a_question_close_to_a_passage_gets_no_note_for_its_paraphrased_words(tmp_path):
+    close = load_coverage_rules().paraphrase_score
+    pipeline, llm = _pipeline(tmp_path, [Passage(text, "ferry.md", "Ferry", close) for text in FERRY_DOCUMENTS])
+    list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))
+    assert llm.calls[-1][-1].content == "Is there Wi-Fi on the ferry?"
 
 
 def test_an_ungrounded_question_gets_no_note(tmp_path):
