@@ -31,6 +31,7 @@ from core.guard import default_guard, guarded_reply
 from core.lipsync import join_tracks
 from core.llm import spoken_text
 from core.llm.base import STAGE as LLM_STAGE
+from core.llm.base import with_notes
 from core.reply_producer import END, produce_reply
 from core.retrieval.vocabulary import Vocabulary, coverage_rules
 from core.stages import Stages, TurnSetup
@@ -373,10 +374,10 @@ class Pipeline:
         from turn to turn (a local model reuses its evaluation). Retrieved passages are not placed here either:
         ``_produce`` hands them to the LLM stage, which lays them out for its model.
         """
-        if coverage_note:
-            question = f"{question}\n\n{coverage_note}"
+        mood = ""
         if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
-            question = f"{question}\n\n(The user seems to feel {user_emotion.label}; answer with empathy.)"
+            mood = f"(The user seems to feel {user_emotion.label}; answer with empathy.)"
+        question = with_notes(question, (coverage_note, mood))
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
 

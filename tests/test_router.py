@@ -21,9 +21,11 @@ from core.llm import (
     create_backend,
     create_llm,
 )
+from core.llm.base import with_notes, without_notes
 from core.retrieval import create_retrieval
 from core.types import ChatMessage, Reply
 from tests.fake_databricks import FAKE_TOKEN, FakeServingServer
+from tests.fakes import FakeLLM
 
 TOKEN = FAKE_TOKEN
 LARGE = "databricks-meta-llama-3-3-70b-instruct"
@@ -167,3 +169,14 @@ def test_descriptors_pick_backend_and_model(databricks: FakeServingServer) -> No
     assert isinstance(openai, OpenAICompatibleLLM) and openai.model == "fake-gpt"
     with pytest.raises(ConfigError, match="choose one of: databricks, local, openai"):
         create_backend(LLMConfig(), "gpt5/turbo")
+
+
+def test_the_notes_after_a_question_do_not_count_as_its_words(app_config: AppConfig) -> None:
+    """The router judges what the user asked: a coverage note made "Can the avatar speak French?" a long question."""
+    small, large = FakeLLM(app_config, answer="small"), FakeLLM(app_config, answer="large")
+    llm = RoutedLLM(app_config.llm, small, large, make_local=lambda: small)
+    note = '(The reference material never mentions "French". If the answer depends on that, say that you don\'t know.)'
+    question = with_notes("Can the avatar speak French?", [note, "(The user seems to feel joy; answer with empathy.)"])
+    assert without_notes(question) == "Can the avatar speak French?"
+    _, reply = run(llm, [ChatMessage("user", question)])
+    assert reply.text == "small" and reply.route.endswith("short, simple question (5 words)")

@@ -8,6 +8,7 @@ where it runs, and the retrieved passages quoted as data (or a note that none ma
 from __future__ import annotations
 
 import logging
+import re
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Generator, Iterator, Sequence
@@ -28,6 +29,20 @@ log = logging.getLogger(__name__)
 
 STAGE = "LLM"
 ROLES = frozenset({"system", "user", "assistant"})
+NOTE_SEPARATOR = "\n\n"
+TRAILING_NOTES = re.compile(r"(?:\n\n\([^\n]*\))+\Z")
+"""The pipeline's notes after a question (what no document mentions, the user's mood): each one line in
+parentheses, after a blank line."""
+
+
+def with_notes(question: str, notes: Sequence[str]) -> str:
+    """The user turn: the question, then each note (one parenthesised line) after a blank line."""
+    return NOTE_SEPARATOR.join([question, *(note for note in notes if note)])
+
+
+def without_notes(content: str) -> str:
+    """The question of a user turn made by ``with_notes``: what the user asked, for judging the question itself."""
+    return TRAILING_NOTES.sub("", content)
 
 
 @dataclass(frozen=True, slots=True)

@@ -30,7 +30,7 @@ from typing import ClassVar
 from core.backend import backend_errors
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
-from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage
+from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage, without_notes
 from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
 from core.llm.packaged import LocalModel, local_model, resolve_local
 from core.llm.prefix_cache import PrefixStates
@@ -155,7 +155,7 @@ class LocalGGUFLLM(GeneratingLLM):
         if self.profile.grounding == "passages":
             yield from super().stream(messages, passages)
             return
-        question = self._conversation(messages)[-1].content
+        question = without_notes(self._conversation(messages)[-1].content)
         confident = [p for p in _best_first(passages) if p.score >= self.config.extractive_min_score]
         quote, source = next(
             ((q, p) for p in confident if (q := extractive_answer(question, p, GROUNDED_SENTENCES))), ("", None)

@@ -21,7 +21,7 @@ from typing import ClassVar
 
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError
-from core.llm.base import LLMBackend
+from core.llm.base import LLMBackend, without_notes
 from core.llm.chat_completions import estimate_tokens
 from core.types import ChatMessage, Passage, Reply
 from core.words import content_stems
@@ -150,7 +150,7 @@ class RoutedLLM(LLMBackend):
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         conversation = self._conversation(messages)
-        decision = self.rule.decide(conversation[-1].content, passages)
+        decision = self.rule.decide(without_notes(conversation[-1].content), passages)
         chosen = self.large if decision.tier == "large" else self.small
         only = ", the only model configured" if self.small is self.large else ""
         route = f"{decision.tier} ({chosen.description}{only}): {decision.reason}"

@@ -49,6 +49,9 @@ FORMS_CACHE_WORDS = 1 << 14
 its vocabulary and checking each question's words looks each word up once."""
 FIRST_SENTENCE = re.compile(r".*?(?:[.!?](?=\s)|$)", re.DOTALL)
 """A reply's first sentence: up to the first stop followed by a space, or the whole reply."""
+NOTE_FORM = re.compile(r"\([^\n]*\)")
+"""A note after a question is one parenthesised line (``core.llm.base.with_notes``), so the router and the small
+model can tell it from what the user asked."""
 NAMING_PARTS_OF_SPEECH = frozenset({"NOUN", "PROPN"})
 """A topic is a thing: a word only counts as one when the dictionary says it can be a noun. Adverbs, verbs and
 adjectives say how or what is asked ("roughly", "often", "expect", "shut", "noisy"): measured on the held-out sets,
@@ -92,6 +95,8 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     for field in ("note", "reply"):
         if not isinstance(data.get(field), str) or WORDS_FIELD not in data[field]:
             raise ConfigError(f"{path}: '{field}' must be text holding {WORDS_FIELD}")
+    if not NOTE_FORM.fullmatch(data["note"]):
+        raise ConfigError(f"{path}: 'note' must be one line in parentheses, as every note after a question is")
     try:
         not_knowing = re.compile(data["not_knowing"], re.IGNORECASE)
     except (KeyError, TypeError, re.error) as exc:
