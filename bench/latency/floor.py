@@ -67,7 +67,7 @@ def measure(model: str) -> dict[str, float]:
     question = statistics.median(question_s)
     step = statistics.median(steps)
     return {"prefix": len(prefix), "question_tokens": statistics.median(question_tokens), "question_s": question,
-            "per_question_token_ms": 1000 * statistics.median(s / n for s, n in zip(question_s, question_tokens)),
+            "per_question_token_ms": 1000 * statistics.median(s / n for s, n in zip(question_s, question_tokens, strict=True)),
             "step_s": step, "floor_s": question + FIRST_PHRASE_TOKENS * step}
 
 
