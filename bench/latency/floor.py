@@ -66,8 +66,9 @@ def measure(model: str) -> dict[str, float]:
         steps.append(time.perf_counter() - started)
     question = statistics.median(question_s)
     step = statistics.median(steps)
+    per_token = statistics.median(s / n for s, n in zip(question_s, question_tokens, strict=True))
     return {"prefix": len(prefix), "question_tokens": statistics.median(question_tokens), "question_s": question,
-            "per_question_token_ms": 1000 * statistics.median(s / n for s, n in zip(question_s, question_tokens, strict=True)),
+            "per_question_token_ms": 1000 * per_token,
             "step_s": step, "floor_s": question + FIRST_PHRASE_TOKENS * step}
 
 
