@@ -23,6 +23,7 @@ from core.guard import default_guard
 from core.llm.number_check import NumberCheck
 from core.persona import runtime_note
 from core.retrieval import CONTEXT_OPEN, NO_CONTEXT_NOTE, format_context
+from core.retrieval.vocabulary import NOTE_FORM
 from core.types import ChatMessage, Passage, Reply
 
 log = logging.getLogger(__name__)
@@ -30,9 +31,9 @@ log = logging.getLogger(__name__)
 STAGE = "LLM"
 ROLES = frozenset({"system", "user", "assistant"})
 NOTE_SEPARATOR = "\n\n"
-TRAILING_NOTES = re.compile(r"(?:\n\n\([^\n]*\))+\Z")
+TRAILING_NOTES = re.compile(f"(?:{re.escape(NOTE_SEPARATOR)}{NOTE_FORM.pattern})+\\Z")
 """The pipeline's notes after a question (what no document mentions, the user's mood): each one line in
-parentheses, after a blank line."""
+parentheses (``NOTE_FORM``), after a blank line."""
 
 
 def with_notes(question: str, notes: Sequence[str]) -> str:
