@@ -52,6 +52,7 @@ class ASRConfig:
     threads: int = 2
     max_audio_s: float = 60.0
     vad_pause_s: float = 0.8  # hands-free mode: a pause this long ends the user's spoken turn
+    hint_words: int = 40  # the knowledge base's headings Whisper is prompted with (core.asr.hint); 0: none
 
 
 @dataclass(frozen=True)
@@ -216,6 +217,7 @@ def load_config(env: Mapping[str, str] | None = None) -> AppConfig:
         backend=_get(env, "AVATAR_ASR", ASRConfig.backend),
         model=_get(env, "AVATAR_ASR_MODEL", ASRConfig.model),
         threads=_get_int(env, "AVATAR_ASR_THREADS", ASRConfig.threads),
+        hint_words=_get_int(env, "AVATAR_ASR_HINT_WORDS", ASRConfig.hint_words),
         max_audio_s=_get_float(env, "AVATAR_MAX_AUDIO_S", ASRConfig.max_audio_s),
         vad_pause_s=_get_float(env, "AVATAR_VAD_PAUSE_S", ASRConfig.vad_pause_s),
     )

@@ -14,12 +14,13 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
 
 from core.analytics import TurnLog, new_turn_key
+from core.asr.hint import speech_hint
 from core.audio import load_audio
 from core.backend import BackendStatus
 from core.best_effort import best_effort
@@ -104,6 +105,15 @@ def _write_audio(speech: Speech, path: Path) -> None:
         raise BackendError(AUDIO_STAGE, AUDIO_BACKEND, f"cannot write {path.name}: {exc.strerror or exc}") from exc
 
 
+@dataclass(frozen=True, slots=True)
+class KnowledgeWords:
+    """What the knowledge base's wording tells the stages: which words no document uses, and the hint that
+    prepares the speech recogniser for its terms."""
+
+    vocabulary: Vocabulary
+    speech_hint: str
+
+
 class Pipeline:
     """Runs conversational turns.
 
@@ -122,8 +132,8 @@ class Pipeline:
                                          config.limits.audio_max_mb)
         self._response_caches: dict[str, ResponseCache] = {}
         self._response_caches_lock = threading.Lock()
-        self._vocabulary: tuple[str, Vocabulary] | None = None
-        self._vocabulary_lock = threading.Lock()
+        self._words: tuple[str, KnowledgeWords] | None = None
+        self._words_lock = threading.Lock()
         self.prepared = threading.Event()
         """Set once the LLM has prepared every knowledge-base document (``warm_up`` starts that in the background)."""
 
@@ -193,16 +203,18 @@ class Pipeline:
                 )
             return self._response_caches[key]
 
-    def vocabulary(self) -> Vocabulary:
-        """The words of the knowledge base's documents, rebuilt when its fingerprint changes (a backend that cannot
-        list its documents gives an empty one, which finds no word unmentioned)."""
+    def knowledge_words(self) -> KnowledgeWords:
+        """The knowledge base's words (for the coverage note) and headings (for the speech hint), rebuilt when its
+        fingerprint changes (a backend that cannot list its documents gives none: no word is unmentioned, no hint)."""
         fingerprint = self.stages.retrieval.fingerprint()
-        with self._vocabulary_lock:
-            if self._vocabulary is None or self._vocabulary[0] != fingerprint:
-                documents = self.stages.retrieval.documents()
-                texts = [f"{p.title}\n{p.text}" for passages in documents for p in passages]
-                self._vocabulary = (fingerprint, Vocabulary(texts))
-            return self._vocabulary[1]
+        with self._words_lock:
+            if self._words is None or self._words[0] != fingerprint:
+                passages = [p for document in self.stages.retrieval.documents() for p in document]
+                self._words = (fingerprint, KnowledgeWords(
+                    Vocabulary(f"{p.title}\n{p.text}" for p in passages),
+                    speech_hint((p.title for p in passages), self.config.asr.hint_words),
+                ))
+            return self._words[1]
 
     def setup(self, options: TurnOptions | None = None) -> TurnSetup:
         """The backends and settings for a turn with these options (none: the configured ones)."""
@@ -235,7 +247,8 @@ class Pipeline:
     def transcribe_file(self, path: str | Path) -> UserTurn:
         """Decode an audio file of any common format, transcribe it, and read the user's emotion."""
         audio = load_audio(path, 16000, max_s=self.config.asr.max_audio_s)
-        transcript = self.stages.asr.transcribe(audio)
+        hint = best_effort("the speech hint", lambda: self.knowledge_words().speech_hint, "")
+        transcript = self.stages.asr.transcribe(audio, hint=hint)
         text = self.check_text(transcript.text)
         return UserTurn(text=text, emotion=self.stages.emotion.classify(text), transcript=transcript)
 
@@ -387,7 +400,7 @@ class Pipeline:
         note, the reply to give instead; ("", "") otherwise."""
         if max(p.score for p in passages) >= coverage_rules().paraphrase_score:
             return "", ""
-        vocabulary = self.vocabulary()
+        vocabulary = self.knowledge_words().vocabulary
         words = vocabulary.unmentioned(question, also_known=(setup.system_prompt,))
         if not words:
             return "", ""

@@ -74,6 +74,13 @@ def test_a_known_sentence_is_transcribed(asr, say):
     assert transcript.audio_duration_s > 4.0  # the length of what was sent, silence included
 
 
+def test_a_hint_spells_a_name_the_recogniser_could_not_know(asr, say):
+    """A made-up name is spelt as the hint writes it, and the hint does not stay for the next recording."""
+    speech = say("Tell me about the Quorblax Festival.")
+    assert "quorblax" in asr.transcribe(speech, hint="Quorblax Festival? Opening hours?").text.lower()
+    assert "quorblax" not in asr.transcribe(speech).text.lower()
+
+
 @pytest.mark.slow
 def test_corpus_word_error_rate_is_under_the_ceiling(asr, say):
     sentences = read_sentences()

@@ -12,6 +12,7 @@ import numpy as np
 import pytest
 
 from app import build_app
+from core.asr.wer import word_error_rate
 from tests.browser import (
     CHROMIUM_ARGS,
     CHROMIUM_PATH,
@@ -21,6 +22,10 @@ from tests.browser import (
 )
 
 SPOKEN_QUESTION = "How does the lip sync work?"
+HEARD_WER_CEILING = 0.34
+"""At most two of the question's six words misheard: tiny.en mishears espeak's robotic voice often (about a quarter
+of the words of the tuning questions, even with the knowledge base's headings as a hint: bench/asr/hint.md), and
+how often differs from one CPU to another ("lip sing" here, "loop sync" on a CI machine without the hint)."""
 NO_SPEECH_RECOGNITION = """
 for (const name of ['SpeechRecognition', 'webkitSpeechRecognition']) {
   Object.defineProperty(window, name, { value: undefined, configurable: true, writable: true });
@@ -112,8 +117,10 @@ def test_without_speech_recognition_the_page_records_for_the_server(pipeline, ar
         finally:
             browser.close()
     assert state["engine"] == "server" and state["speechStarts"] >= 1, (state, console)
-    heard = chat.split("🎤", 1)[1].lower()
-    assert "lip" in heard and "work" in heard, chat
+    question, _, reply = chat.split("🎤", 1)[1].strip().partition("\n")
+    assert word_error_rate(SPOKEN_QUESTION, question) <= HEARD_WER_CEILING, chat
+    answer = reply.strip().split("\n")[0]
+    assert answer and not answer.startswith("Model:"), chat  # a reply, before the line saying which model wrote it
     print(f"speech + pause ended the turn {turn_end_s:.1f} s after the click (speech lasts ~2.3 s + 0.8 s pause)")
 
 

@@ -73,7 +73,7 @@ def main() -> None:
     rows = []
     for label, clip in (("short", short), ("long", long)):
         seconds = clip.size / SAMPLE_RATE
-        recognise, fastest = timed_s(lambda clip=clip: asr._transcribe(clip), args.runs)
+        recognise, fastest = timed_s(lambda clip=clip: asr._transcribe(clip, ""), args.runs)
         whole, _ = timed_s(lambda clip=clip: asr.transcribe(clip), args.runs)
         rows.append((label, seconds, recognise, recognise / seconds, fastest / seconds, whole / seconds))
 

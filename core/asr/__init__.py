@@ -48,8 +48,9 @@ class ASRBackend(StageBackend, ABC):
     def __init__(self, config: AppConfig) -> None:
         self.config = config
 
-    def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Transcribe 16 kHz mono float32 speech.
+    def transcribe(self, audio: np.ndarray, hint: str = "") -> Transcript:
+        """Transcribe 16 kHz mono float32 speech; ``hint`` is text whose words the speech may use
+        (``core.asr.hint``: the knowledge base's headings), "" for none.
 
         Raises:
             InputError: the audio is too long, or holds no recognisable speech.
@@ -72,7 +73,7 @@ class ASRBackend(StageBackend, ABC):
             speech = trim_silence(audio)
             if speech.size == 0:
                 raise InputError(NOT_CAUGHT)
-            text = " ".join(_ANNOTATION.sub(" ", self._transcribe(speech)).split())
+            text = " ".join(_ANNOTATION.sub(" ", self._transcribe(speech, hint)).split())
         if not re.search(r"\w", text):
             raise InputError(NOT_CAUGHT)
         log.info("%s transcribed %.1f s (%.1f s of speech) in %.2f s: %r", self.name, duration_s,
@@ -80,8 +81,9 @@ class ASRBackend(StageBackend, ABC):
         return Transcript(text=text, audio_duration_s=duration_s, backend=self.name)
 
     @abstractmethod
-    def _transcribe(self, speech: np.ndarray) -> str:
-        """Return the text of 16 kHz mono float32 speech (silence already trimmed)."""
+    def _transcribe(self, speech: np.ndarray, hint: str) -> str:
+        """Return the text of 16 kHz mono float32 speech (silence already trimmed), spelling its words as
+        ``hint`` does where they sound alike (a backend that cannot take a hint ignores it)."""
 
 
 def _looks_like_path(model: str) -> bool:
@@ -183,9 +185,9 @@ class WhisperCppASR(ASRBackend):
         label = self.model.path.name if _looks_like_path(model) else model
         return f"whisper.cpp {label}"
 
-    def _transcribe(self, speech: np.ndarray) -> str:
-        with self._lock:
-            segments = self._model.transcribe(speech)
+    def _transcribe(self, speech: np.ndarray, hint: str) -> str:
+        with self._lock:  # pywhispercpp keeps a call's parameters for the next: the prompt is set every time
+            segments = self._model.transcribe(speech, initial_prompt=hint)
         return " ".join(segment.text.strip() for segment in segments)
 
 
