@@ -118,6 +118,8 @@ def main() -> None:
     parser.add_argument("--limit", type=int, default=0, help="only the first N cases of each set (a quick look)")
     parser.add_argument("--sets", nargs="+", choices=list(GROUNDING_SETS), default=list(GROUNDING_SETS),
                         help="which sets to run (while tuning, run only 'tuning')")
+    parser.add_argument("--parts", nargs="+", choices=("grounding", "persona"), default=["grounding", "persona"],
+                        help="grounded questions, scripted persona turns, or both")
     parser.add_argument("--output", type=Path, default=HERE, help="folder for results.md and answers.jsonl")
     args = parser.parse_args()
     base = load_config({k: v for k, v in os.environ.items() if not k.startswith(("AVATAR_", "DATABRICKS_", "OPENAI_"))})
@@ -133,7 +135,7 @@ def main() -> None:
         pipelines = Pipelines(base, model, work)
         known = {kb: documents_text(path) + "\n" + base.llm.system_prompt for kb, path in KBS.items()}
         for set_name, (kb, path, _, word_start) in GROUNDING_SETS.items():
-            if set_name not in args.sets:
+            if set_name not in args.sets or "grounding" not in args.parts:
                 continue
             cases: list[GroundingCase] = load_cases(path)[: args.limit or None]
             for case in cases:
@@ -149,7 +151,7 @@ def main() -> None:
                                       done.timings_s.get("first_audio_s", 0.0), verdict))
                 print(f"{model} {set_name} {case.id}: {verdict} | {done.reply.text[:90]}", flush=True)
         for set_name, (path, _) in PERSONA_SETS.items():
-            if set_name not in args.sets:
+            if set_name not in args.sets or "persona" not in args.parts:
                 continue
             turns: list[PersonaTurn] = load_turns(path, name)[: args.limit or None]
             for turn in turns:
