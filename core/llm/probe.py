@@ -5,7 +5,7 @@ build) kills its process with a signal that Python cannot catch. Running the sam
 child first turns that into a ``BackendError`` that names the signal and the library's CPU features, so the app
 starts without the model and says why instead of dying. The child also reports how fast the model generated.
 
-Run directly: ``python -m core.llm.probe MODEL.gguf [--context N] [--threads N]`` prints the result as JSON.
+Run directly: ``python -m core.llm probe MODEL.gguf [--context N] [--threads N]`` prints the result as JSON.
 """
 
 from __future__ import annotations
@@ -48,7 +48,7 @@ def probe(model_path: Path, context_tokens: int, threads: int, *, python: str = 
     Raises:
         BackendError: the child crashed (the signal is named), failed, hung or printed nothing usable.
     """
-    command = [python, "-m", "core.llm.probe", str(model_path), "--context", str(context_tokens),
+    command = [python, "-m", "core.llm", "probe", str(model_path), "--context", str(context_tokens),
                "--threads", str(threads)]
     root = Path(__file__).resolve().parents[2]
     try:
@@ -89,7 +89,7 @@ def run_probe(model_path: Path, context_tokens: int, threads: int) -> ProbeResul
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m core.llm.probe", description=__doc__.splitlines()[0])
+    parser = argparse.ArgumentParser(prog="python -m core.llm probe", description=__doc__.splitlines()[0])
     parser.add_argument("model", type=Path)
     parser.add_argument("--context", type=int, default=512)
     parser.add_argument("--threads", type=int, default=1)
@@ -98,7 +98,3 @@ def main(argv: list[str] | None = None) -> int:
     print(json.dumps({"system_info": result.system_info, "load_s": result.load_s,
                       "tokens_per_s": result.tokens_per_s}))
     return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
