@@ -19,6 +19,7 @@ from pathlib import Path
 
 import numpy as np
 
+from core.action_requests import action_requests
 from core.analytics import TurnLog, new_turn_key
 from core.asr.hint import speech_hint
 from core.audio import load_audio
@@ -335,12 +336,12 @@ class Pipeline:
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
                                  units={"queries": 0 if lookup.hit else 1})
         instead = default_guard().reply_instead(user.text, context)
-        coverage = ""
-        if context and not instead:
-            coverage, instead = best_effort("checking the question's words against the knowledge base",
-                                            functools.partial(self._coverage, setup, user.text, context), ("", ""))
+        note = ""
+        if not instead:
+            note, instead = best_effort("choosing the note after the question",
+                                        functools.partial(self._note, setup, user.text, context), ("", ""))
         grounding = () if instead else context  # a reply given without the model is not from the passages
-        messages = self._messages(history, user.text, setup.system_prompt, user.emotion, coverage)
+        messages = self._messages(history, user.text, setup.system_prompt, user.emotion, note)
         clips: list[SpokenClip] = []
         for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), grounding,
                                        instead):
@@ -378,10 +379,10 @@ class Pipeline:
         question: str,
         system_prompt: str,
         user_emotion: Emotion | None = None,
-        coverage_note: str = "",
+        note: str = "",
     ) -> list[ChatMessage]:
-        """The system prompt, the recent history, and the question (with the note on words no document uses, and
-        the user's mood, when they apply).
+        """The system prompt, the recent history, and the question (with ``note``: on a request to act or on words
+        no document uses, and the user's mood, when they apply).
 
         Both notes go with the question, not into the system prompt, so that the prompt's beginning stays the same
         from turn to turn (a local model reuses its evaluation). Retrieved passages are not placed here either:
@@ -390,9 +391,19 @@ class Pipeline:
         mood = ""
         if user_emotion and user_emotion.label != "neutral" and user_emotion.confidence >= EMPATHY_MIN_CONFIDENCE:
             mood = f"(The user seems to feel {user_emotion.label}; answer with empathy.)"
-        question = with_notes(question, (coverage_note, mood))
+        question = with_notes(question, (note, mood))
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
+
+    def _note(self, setup: TurnSetup, question: str, passages: Sequence[Passage]) -> tuple[str, str]:
+        """The note to put after the question, or, for a model that cannot follow a note, the reply to give
+        instead: for a request to act (``core.action_requests``), else for a grounded question whose words the
+        knowledge base does not use (``_coverage``); ("", "") when neither applies."""
+        requests = action_requests()
+        if requests.matches(question):
+            log.info("The question asks the assistant to act")
+            return (requests.note, "") if setup.llm.follows_notes else ("", requests.reply)
+        return self._coverage(setup, question, passages) if passages else ("", "")
 
     def _coverage(self, setup: TurnSetup, question: str, passages: Sequence[Passage]) -> tuple[str, str]:
         """For a grounded question whose topic words no document (nor the system prompt) uses, unless a passage
