@@ -2,20 +2,38 @@
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Any
 
 from core.asr import ASRBackend, create_asr
 from core.backend import StageBackend
-from core.config import AppConfig
+from core.config import DATA_DIR, AppConfig
 from core.emotion import EmotionBackend, create_emotion
 from core.lipsync import LipsyncBackend, create_lipsync
 from core.llm import LLMBackend, create_llm
 from core.retrieval import RetrievalBackend, create_retrieval
 from core.tts import TTSBackend, create_tts
+
+REPLY_RULES = tuple(DATA_DIR / name for name in (
+    "guard.json", "coverage.json", "action_requests.json", "llm_grounding.json", "llm_examples.json",
+    "llm_models.json", "stopwords.json"))
+"""Data files whose rules shape what a model is told or what is said instead of it: a stored reply made under
+other rules is stale (after an update, "Can you book me a demo?" replayed the old "I don't know")."""
+
+
+@functools.lru_cache(maxsize=1)
+def reply_rules_fingerprint(paths: tuple[Path, ...] = REPLY_RULES) -> str:
+    """A digest of the reply rules' contents (a missing file counts as empty), read once per process."""
+    digest = hashlib.sha256()
+    for path in paths:
+        digest.update(path.name.encode())
+        digest.update(path.read_bytes() if path.is_file() else b"")
+    return digest.hexdigest()[:16]
 
 
 class Stages:
@@ -90,7 +108,9 @@ class TurnSetup:
 
     def settings_key(self) -> str:
         """Names everything besides the knowledge base that shapes a spoken reply (for the response cache): the
-        model, the voice, the emotion classifier (the face of each clip), the lip-sync source and the persona."""
+        model, the voice, the emotion classifier (the face of each clip), the lip-sync source, the persona and the
+        reply rules (``REPLY_RULES``)."""
         backends = (self.llm, self.tts, self.emotion, self.lipsync)
-        settings = "|".join((*(backend.description for backend in backends), self.system_prompt))
+        settings = "|".join((*(backend.description for backend in backends), self.system_prompt,
+                             reply_rules_fingerprint()))
         return hashlib.sha256(settings.encode()).hexdigest()[:16]

@@ -244,3 +244,14 @@ def test_serialisers_round_trip_through_json() -> None:
 def test_normalised_keys() -> None:
     assert normalise_question("  What's   the PRICE?! ") == "what s the price"
     assert normalise_question("Ｃａｆé—menu") == "café menu"
+
+
+def test_a_change_to_the_reply_rules_makes_stored_replies_stale(tmp_path):
+    from core.stages import REPLY_RULES, reply_rules_fingerprint
+
+    rules = tmp_path / "guard.json"
+    rules.write_text('{"refusal": "No."}')
+    before = reply_rules_fingerprint.__wrapped__((rules, tmp_path / "missing.json"))
+    rules.write_text('{"refusal": "I cannot."}')
+    assert reply_rules_fingerprint.__wrapped__((rules, tmp_path / "missing.json")) != before
+    assert all(path.is_file() for path in REPLY_RULES)  # each named file exists: a typo would silently count as ""
