@@ -14,14 +14,12 @@ import threading
 import time
 import uuid
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from core.action_requests import action_requests
 from core.analytics import TurnLog, new_turn_key
-from core.asr.hint import speech_hint
 from core.audio import load_audio
 from core.backend import BackendStatus
 from core.best_effort import best_effort
@@ -34,8 +32,9 @@ from core.lipsync import join_tracks
 from core.llm import spoken_text
 from core.llm.base import STAGE as LLM_STAGE
 from core.llm.base import with_notes
+from core.question_notes import QuestionNotes
 from core.reply_producer import END, produce_reply
-from core.retrieval.vocabulary import Vocabulary, coverage_rules
+from core.retrieval.vocabulary import coverage_rules
 from core.stages import Stages, TurnSetup
 from core.tts import TTSBackend, write_wav
 from core.types import (
@@ -106,15 +105,6 @@ def _write_audio(speech: Speech, path: Path) -> None:
         raise BackendError(AUDIO_STAGE, AUDIO_BACKEND, f"cannot write {path.name}: {exc.strerror or exc}") from exc
 
 
-@dataclass(frozen=True, slots=True)
-class KnowledgeWords:
-    """What the knowledge base's wording tells the stages: which words no document uses, and the hint that
-    prepares the speech recogniser for its terms."""
-
-    vocabulary: Vocabulary
-    speech_hint: str
-
-
 class Pipeline:
     """Runs conversational turns.
 
@@ -133,8 +123,7 @@ class Pipeline:
                                          config.limits.audio_max_mb)
         self._response_caches: dict[str, ResponseCache] = {}
         self._response_caches_lock = threading.Lock()
-        self._words: tuple[str, KnowledgeWords] | None = None
-        self._words_lock = threading.Lock()
+        self.notes = QuestionNotes(lambda: self.stages.retrieval, config.asr.hint_words)
         self.prepared = threading.Event()
         """Set once the LLM has prepared every knowledge-base document (``warm_up`` starts that in the background)."""
 
@@ -204,19 +193,6 @@ class Pipeline:
                 )
             return self._response_caches[key]
 
-    def knowledge_words(self) -> KnowledgeWords:
-        """The knowledge base's words (for the coverage note) and headings (for the speech hint), rebuilt when its
-        fingerprint changes (a backend that cannot list its documents gives none: no word is unmentioned, no hint)."""
-        fingerprint = self.stages.retrieval.fingerprint()
-        with self._words_lock:
-            if self._words is None or self._words[0] != fingerprint:
-                passages = [p for document in self.stages.retrieval.documents() for p in document]
-                self._words = (fingerprint, KnowledgeWords(
-                    Vocabulary(f"{p.title}\n{p.text}" for p in passages),
-                    speech_hint((p.title for p in passages), self.config.asr.hint_words),
-                ))
-            return self._words[1]
-
     def setup(self, options: TurnOptions | None = None) -> TurnSetup:
         """The backends and settings for a turn with these options (none: the configured ones)."""
         options = options or TurnOptions()
@@ -248,7 +224,7 @@ class Pipeline:
     def transcribe_file(self, path: str | Path) -> UserTurn:
         """Decode an audio file of any common format, transcribe it, and read the user's emotion."""
         audio = load_audio(path, 16000, max_s=self.config.asr.max_audio_s)
-        hint = best_effort("the speech hint", lambda: self.knowledge_words().speech_hint, "")
+        hint = best_effort("the speech hint", lambda: self.notes.words().speech_hint, "")
         transcript = self.stages.asr.transcribe(audio, hint=hint)
         text = self.check_text(transcript.text)
         return UserTurn(text=text, emotion=self.stages.emotion.classify(text), transcript=transcript)
@@ -338,8 +314,9 @@ class Pipeline:
         instead = default_guard().reply_instead(user.text, context)
         note = ""
         if not instead:
-            note, instead = best_effort("choosing the note after the question",
-                                        functools.partial(self._note, setup, user.text, context), ("", ""))
+            note, instead = best_effort("choosing the note after the question", functools.partial(
+                self.notes.note, user.text, context, system_prompt=setup.system_prompt,
+                follows_notes=setup.llm.follows_notes), ("", ""))
         grounding = () if instead else context  # a reply given without the model is not from the passages
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, note)
         clips: list[SpokenClip] = []
@@ -394,29 +371,6 @@ class Pipeline:
         question = with_notes(question, (note, mood))
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
-
-    def _note(self, setup: TurnSetup, question: str, passages: Sequence[Passage]) -> tuple[str, str]:
-        """The note to put after the question, or, for a model that cannot follow a note, the reply to give
-        instead: for a request to act (``core.action_requests``), else for a grounded question whose words the
-        knowledge base does not use (``_coverage``); ("", "") when neither applies."""
-        requests = action_requests()
-        if requests.matches(question):
-            log.info("The question asks the assistant to act")
-            return (requests.note, "") if setup.llm.follows_notes else ("", requests.reply)
-        return self._coverage(setup, question, passages) if passages else ("", "")
-
-    def _coverage(self, setup: TurnSetup, question: str, passages: Sequence[Passage]) -> tuple[str, str]:
-        """For a grounded question whose topic words no document (nor the system prompt) uses, unless a passage
-        is close enough to be its paraphrase: the note to put after it, or, for a model that cannot follow a
-        note, the reply to give instead; ("", "") otherwise."""
-        if max(p.score for p in passages) >= coverage_rules().paraphrase_score:
-            return "", ""
-        vocabulary = self.knowledge_words().vocabulary
-        words = vocabulary.unmentioned(question, also_known=(setup.system_prompt,))
-        if not words:
-            return "", ""
-        log.info("Coverage: the knowledge base never uses %s", ", ".join(words))
-        return (vocabulary.note(words), "") if setup.llm.follows_notes else ("", vocabulary.reply(words))
 
     def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
                  instead: str, out: queue.Queue, cancel: threading.Event) -> None:

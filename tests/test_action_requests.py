@@ -41,7 +41,8 @@ def test_the_note_must_be_one_parenthesised_line(tmp_path):
 def test_a_request_to_act_gets_the_note_and_not_the_coverage_note(pipeline):
     setup = pipeline.setup()
     context = pipeline.stages.retrieval.context(pipeline.stages.retrieval.search(ASKS_TO_ACT[0], setup.top_k))
-    note, instead = pipeline._note(setup, ASKS_TO_ACT[0], context)
+    note, instead = pipeline.notes.note(ASKS_TO_ACT[0], context, system_prompt=setup.system_prompt,
+                                        follows_notes=setup.llm.follows_notes)
     assert (note, instead) == (action_requests().note, "")
     messages = pipeline._messages([], ASKS_TO_ACT[0], setup.system_prompt, None, note)
     assert without_notes(messages[-1].content) == ASKS_TO_ACT[0] and messages[-1].content.endswith(note)
@@ -59,9 +60,6 @@ def test_a_request_to_act_is_answered_that_the_assistant_cannot(pipeline):
 
 
 def test_a_model_that_cannot_follow_notes_gives_the_fixed_reply(pipeline):
-    import dataclasses
-    from types import SimpleNamespace
-
-    setup = dataclasses.replace(pipeline.setup(), llm=SimpleNamespace(follows_notes=False))
-    assert pipeline._note(setup, ASKS_TO_ACT[1], ()) == ("", action_requests().reply)
-    assert pipeline._note(setup, QUESTIONS[0], ()) == ("", "")  # no passages, no request: nothing to add
+    assert pipeline.notes.note(ASKS_TO_ACT[1], (), system_prompt="", follows_notes=False) == (
+        "", action_requests().reply)
+    assert pipeline.notes.note(QUESTIONS[0], (), system_prompt="", follows_notes=False) == ("", "")  # nothing to add
