@@ -10,18 +10,24 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
+from core.action_requests import ACTION_REQUESTS_PATH
 from core.asr import ASRBackend, create_asr
 from core.backend import StageBackend
-from core.config import DATA_DIR, AppConfig
+from core.config import AppConfig
 from core.emotion import EmotionBackend, create_emotion
+from core.guard import GUARD_PATH
 from core.lipsync import LipsyncBackend, create_lipsync
 from core.llm import LLMBackend, create_llm
+from core.llm.grounding import GROUNDING_PATH
+from core.llm.local import EXAMPLES_PATH
+from core.llm.packaged import CATALOGUE_PATH
 from core.retrieval import RetrievalBackend, create_retrieval
+from core.retrieval.vocabulary import COVERAGE_PATH
 from core.tts import TTSBackend, create_tts
+from core.words import STOPWORDS_PATH
 
-REPLY_RULES = tuple(DATA_DIR / name for name in (
-    "guard.json", "coverage.json", "action_requests.json", "llm_grounding.json", "llm_examples.json",
-    "llm_models.json", "stopwords.json"))
+REPLY_RULES = (GUARD_PATH, COVERAGE_PATH, ACTION_REQUESTS_PATH, GROUNDING_PATH, EXAMPLES_PATH, CATALOGUE_PATH,
+               STOPWORDS_PATH)
 """Data files whose rules shape what a model is told or what is said instead of it: a stored reply made under
 other rules is stale (after an update, "Can you book me a demo?" replayed the old "I don't know")."""
 
