@@ -314,9 +314,14 @@ class Pipeline:
         instead = default_guard().reply_instead(user.text, context)
         note = ""
         if not instead:
+            def judge(check: str) -> float | None:
+                asked = self._messages(history, user.text, setup.system_prompt, user.emotion, check)
+                return best_effort("asking the model whether its material answers",
+                                   functools.partial(setup.llm.yes_margin, asked, context), None)
+
             note, instead = best_effort("choosing the note after the question", functools.partial(
                 self.notes.note, user.text, context, system_prompt=setup.system_prompt,
-                follows_notes=setup.llm.follows_notes), ("", ""))
+                follows_notes=setup.llm.follows_notes, judge=judge), ("", ""))
         grounding = () if instead else context  # a reply given without the model is not from the passages
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, note)
         clips: list[SpokenClip] = []

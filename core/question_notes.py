@@ -1,9 +1,10 @@
 """What the model is told after a question, from the knowledge base's wording; and the speech hint from it.
 
-A request to act gets ``core.action_requests``' note; a grounded question with topic words no document uses gets
-the coverage note (``core.retrieval.vocabulary``); a model that cannot follow notes gets the matching reply to say
-instead. The knowledge base's words and headings are read once per fingerprint of the retrieval backend: the
-vocabulary for the coverage check, the headings for Whisper's prompt (``core.asr.hint``).
+A request to act gets ``core.action_requests``' note; a grounded question with topic words no document uses gets the
+coverage note (``core.retrieval.vocabulary``), unless the model, asked first, finds the answer in its material
+anyway; a model that cannot follow notes gets the matching reply to say instead. The knowledge base's words and
+headings are read once per fingerprint of the retrieval backend: the vocabulary for the coverage check, the headings
+for Whisper's prompt (``core.asr.hint``).
 """
 
 from __future__ import annotations
@@ -55,11 +56,12 @@ class QuestionNotes:
                 ))
             return self._words[1]
 
-    def note(self, question: str, passages: Sequence[Passage], *, system_prompt: str,
-             follows_notes: bool) -> tuple[str, str]:
+    def note(self, question: str, passages: Sequence[Passage], *, system_prompt: str, follows_notes: bool,
+             judge: Callable[[str], float | None] = lambda check: None) -> tuple[str, str]:
         """The note to put after the question, or, for a model that cannot follow a note, the reply to give
-        instead: for a request to act, else for a grounded question whose words the knowledge base does not use;
-        ("", "") when neither applies."""
+        instead: for a request to act, else for a grounded question whose words the knowledge base does not use
+        unless ``judge`` (the model's lean to "Yes" with a check after the question, or None) says that the
+        material still answers it; ("", "") when none applies."""
         requests = action_requests()
         if requests.matches(question):
             log.info("The question asks the assistant to act")
@@ -70,5 +72,13 @@ class QuestionNotes:
         words = vocabulary.unmentioned(question, also_known=(system_prompt,))
         if not words:
             return "", ""
+        if not follows_notes:
+            log.info("Coverage: the knowledge base never uses %s", ", ".join(words))
+            return "", vocabulary.reply(words)
+        margin = judge(vocabulary.check(words))
+        if margin is not None and margin >= vocabulary.rules.still_answers_margin:
+            log.info("Coverage: the knowledge base never uses %s, but the model finds the answer (%+.2f)",
+                     ", ".join(words), margin)
+            return "", ""
         log.info("Coverage: the knowledge base never uses %s", ", ".join(words))
-        return (vocabulary.note(words), "") if follows_notes else ("", vocabulary.reply(words))
+        return vocabulary.note(words), ""

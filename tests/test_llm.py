@@ -27,12 +27,14 @@ from core.llm import (
     load_examples,
     spoken_text,
 )
+from core.llm.base import with_notes
 from core.llm.evaluation import load_cases
 from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
 from core.llm.packaged import join_parts, load_catalogue, local_model
 from core.llm.probe import probe
 from core.persona import runtime_note
 from core.retrieval import NO_CONTEXT_NOTE, create_retrieval, format_context
+from core.retrieval.vocabulary import Vocabulary, coverage_rules
 from core.types import ChatMessage, Passage, Reply
 from core.words import load_stopwords
 from tests.fake_databricks import FAKE_TOKEN, HOLD_S, FakeServing, FakeServingServer
@@ -143,6 +145,33 @@ def test_local_never_follows_or_reads_out_an_instruction_inside_a_passage(local_
     reply = local_llm.complete([ChatMessage("user", "How much is a ferry ticket?")], [INJECTED])
     text = reply.text.lower()
     assert "14" in text and "free" not in text and "notice" not in text and "ignore" not in text
+
+
+@pytest.mark.parametrize(("question", "word", "answered"), [
+    ("My nephew asks how much a single ticket costs", "nephew", True),
+    ("Which pier do the ferries leave from, mate?", "mate", True),
+    ("Can I bring my horse on the ferry?", "horse", False),
+    ("Is there Wi-Fi on the ferries?", "Wi-Fi", False),
+])
+def test_local_judges_whether_a_passage_answers_without_the_missing_word(local_llm: LocalGGUFLLM, question: str,
+                                                                         word: str, answered: bool) -> None:
+    rules = coverage_rules()
+    checked = with_notes(question, [Vocabulary((), rules).check([word])])
+    margin = local_llm.yes_margin([ChatMessage("user", checked)], [INJECTED])
+    assert (margin >= rules.still_answers_margin) is answered, margin
+
+
+def test_local_answer_after_a_judgement_reuses_the_judged_question(local_llm: LocalGGUFLLM) -> None:
+    question = "My nephew asks how much a single ticket costs"
+    checked = with_notes(question, [Vocabulary(()).check(["nephew"])])
+    local_llm.yes_margin([ChatMessage("user", checked)], [INJECTED])
+    before = dict(local_llm.prefixes.hits)
+    reply = local_llm.complete([ChatMessage("user", question)], [INJECTED])
+    assert local_llm.prefixes.hits["context"] == before["context"] + 1 and "14" in reply.text
+
+
+def test_the_small_model_does_not_judge(small_llm: LocalGGUFLLM) -> None:
+    assert small_llm.yes_margin([ChatMessage("user", "Is there Wi-Fi?")], [INJECTED]) is None
 
 
 def test_local_long_history_is_trimmed_to_fit_the_context(local_llm: LocalGGUFLLM) -> None:

@@ -10,8 +10,8 @@ import pytest
 from core.config import load_config
 from core.errors import ConfigError
 from core.llm.router import RoutedLLM
-from core.retrieval.vocabulary import CoverageRules, Vocabulary, WordForms, load_coverage_rules
-from core.types import Passage, TurnComplete
+from core.retrieval.vocabulary import COVERAGE_PATH, CoverageRules, Vocabulary, WordForms, load_coverage_rules
+from core.types import ChatMessage, Passage, TurnComplete
 from tests.fakes import FakeLLM, fake_pipeline
 
 FERRY_DOCUMENTS = (
@@ -20,7 +20,8 @@ FERRY_DOCUMENTS = (
 )
 RULES = CoverageRules(note="(Never mentioned: {words}.)", reply="No word on {words}.",
                       not_knowing=re.compile(r"don't know", re.IGNORECASE),
-                      general_words=frozenset({"happen", "cheap", "move", "bring"}))
+                      general_words=frozenset({"happen", "cheap", "move", "bring"}),
+                      check="(Answered without {words}?)")
 
 
 @pytest.fixture()
@@ -78,13 +79,17 @@ def test_the_note_quotes_the_words_and_the_reply_names_them(vocabulary):
     assert vocabulary.note(["Wi-Fi"]) == '(Never mentioned: "Wi-Fi".)'
     assert vocabulary.note(["a", "b", "c"]) == '(Never mentioned: "a", "b" or "c".)'
     assert vocabulary.reply(["Wi-Fi", "horses"]) == "No word on Wi-Fi or horses."
+    assert vocabulary.check(["Wi-Fi"]) == '(Answered without "Wi-Fi"?)'
 
 
 def test_the_project_rules_load_and_bad_files_are_refused(tmp_path):
     rules = load_coverage_rules()
-    assert "{words}" in rules.note and "happen" in rules.general_words
+    assert "{words}" in rules.note and "{words}" in rules.check and "happen" in rules.general_words
     bad = tmp_path / "coverage.json"
+    valid = json.loads(COVERAGE_PATH.read_text(encoding="utf-8"))
     for data in ({"note": "no field", "reply": "{words}", "general_words": []},
+                 {**valid, "check": "Does it answer {words}? (not one parenthesised line)"},
+                 {**valid, "still_answers_margin": "high"},
                  {"note": "{words}", "general_words": []},
                  {"note": "{words}", "reply": "{words}", "not_knowing": "x", "general_words": ["Two words"]},
                  {"note": "{words}", "reply": "{words}", "not_knowing": "(", "general_words": []},
@@ -102,9 +107,22 @@ class NoteBlindLLM(FakeLLM):
         return False
 
 
-def _pipeline(tmp_path, passages, llm_type=FakeLLM):
+class JudgingLLM(FakeLLM):
+    """A fake model that judges a yes-or-no check with a fixed lean, and records the conversations it judged."""
+
+    def __init__(self, config, *, lean: float | None, **kwargs) -> None:
+        super().__init__(config, **kwargs)
+        self.lean = lean
+        self.judged: list[list] = []
+
+    def _yes_margin(self, conversation, passages):
+        self.judged.append(conversation)
+        return self.lean
+
+
+def _pipeline(tmp_path, passages, llm_type=FakeLLM, **llm_options):
     config = load_config({"AVATAR_CACHE_DIR": str(tmp_path / "cache"), "AVATAR_EXPERIMENT": "none"})
-    llm = llm_type(config, answer="I don't know; my documents don't say.")
+    llm = llm_type(config, answer="I don't know; my documents don't say.", **llm_options)
     return fake_pipeline(config, llm=llm, passages=passages), llm
 
 
@@ -129,6 +147,27 @@ def test_a_grounded_question_about_something_unmentioned_gets_the_note(tmp_path)
     assert question.startswith("Is there Wi-Fi on the ferry?") and '"Wi-Fi"' in question
     list(pipeline.run_turn([], text="When does the ferry sail to Tarrin?"))
     assert llm.calls[-1][-1].content == "When does the ferry sail to Tarrin?"
+
+
+@pytest.mark.parametrize(("lean", "noted"), [(None, True), (-5.0, True), (5.0, False)])
+def test_a_model_that_judges_is_asked_first_and_a_yes_drops_the_note(tmp_path, lean, noted):
+    """The check goes after the question in the conversation the model would answer; a lean to "Yes" at or above
+    the rules' margin means the missing words were incidental, and the question goes as asked."""
+    pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES, JudgingLLM, lean=lean)
+    history = [ChatMessage("user", "Hello"), ChatMessage("assistant", "Hi!")]
+    list(pipeline.run_turn(history, text="Is there Wi-Fi on the ferry?"))
+    judged = llm.judged[-1]
+    assert [m.content for m in judged[1:3]] == ["Hello", "Hi!"]
+    assert judged[-1].content.startswith("Is there Wi-Fi on the ferry?")
+    assert judged[-1].content.endswith(load_coverage_rules().check.replace("{words}", '"Wi-Fi"'))
+    assert ('"Wi-Fi"' in llm.calls[-1][-1].content) is noted
+
+
+def test_a_judgement_that_fails_keeps_the_note(tmp_path):
+    pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES, JudgingLLM, lean=5.0)
+    llm._yes_margin = lambda conversation, passages: 1 / 0
+    list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))
+    assert '"Wi-Fi"' in llm.calls[-1][-1].content
 
 
 def test_a_question_close_to_a_passage_gets_no_note_for_its_paraphrased_words(tmp_path):
@@ -158,3 +197,13 @@ def test_a_router_follows_notes_only_when_both_of_its_models_do(tmp_path):
     able, blind = FakeLLM(config), NoteBlindLLM(config)
     assert RoutedLLM(config.llm, able, able, make_local=lambda: able).follows_notes
     assert not RoutedLLM(config.llm, able, blind, make_local=lambda: able).follows_notes
+
+
+def test_a_router_asks_the_model_that_would_answer_to_judge(tmp_path):
+    config = load_config({"AVATAR_CACHE_DIR": str(tmp_path / "cache")})
+    small, large = JudgingLLM(config, lean=1.0), JudgingLLM(config, lean=-1.0)
+    router = RoutedLLM(config.llm, small, large, make_local=lambda: small)
+    check = [ChatMessage("user", 'Is there Wi-Fi?\n\n(Does it still answer, without "Wi-Fi"?)')]
+    assert router.yes_margin(check, FERRY_PASSAGES) == 1.0 and not large.judged
+    reasoning = [ChatMessage("user", "Explain step by step why the ferry might be late in winter, and what then?")]
+    assert router.yes_margin(reasoning, FERRY_PASSAGES) == -1.0

@@ -85,6 +85,28 @@ class LLMBackend(StageBackend, ABC):
         small one quotes passages or repeats the note instead."""
         return True
 
+    def yes_margin(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> float | None:
+        """How much more the model leans to "Yes" than to "No" as the first word of its answer to ``messages``
+        (a difference of logits, read off one evaluation of the prompt, nothing generated); None when this backend
+        cannot tell. The question's last note asks the yes-or-no question.
+
+        Raises:
+            InputError: as ``stream``.
+            BackendError: the backend failed.
+        """
+        conversation = self._conversation(messages)
+        started = time.perf_counter()
+        with backend_errors(STAGE, self.name):
+            margin = self._yes_margin(conversation, passages)
+        if margin is not None:
+            log.info("LLM %s (%s): leans %+.2f to yes in %.2f s", self.name, self.model, margin,
+                     time.perf_counter() - started)
+        return margin
+
+    def _yes_margin(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> float | None:
+        """``yes_margin`` for a checked conversation; by default the backend cannot tell."""
+        return None
+
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item.

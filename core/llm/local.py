@@ -27,13 +27,15 @@ from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
+
 from core.backend import backend_errors
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
 from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage, without_notes
 from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
 from core.llm.packaged import LocalModel, local_model, resolve_local
-from core.llm.prefix_cache import PrefixStates
+from core.llm.prefix_cache import PrefixStates, common_prefix
 from core.llm.probe import probe
 from core.retrieval import model_text
 from core.types import ChatMessage, Passage, Reply
@@ -48,6 +50,8 @@ MESSAGE_OVERHEAD_TOKENS = 5  # ChatML wraps each message in <|im_start|>role\n .
 GROUNDED_PASSAGES = 1  # "sentences" profile: the best passage only; a second confuses the 135M model (measured)
 GROUNDED_SENTENCES = 2  # its best-matching sentences, not the whole chunk
 PREFIX_STATES_DIR = "prefix_states"
+ANSWER_WORDS = (("Yes", "yes"), ("No", "no"))
+"""The first words of a yes-or-no answer (``yes_margin``), each spelling its own first token."""
 LLAMA_CPP_HINT = "llama-cpp-python is not installed (make install builds it)"
 OPENMP_WAIT_POLICY = ("OMP_WAIT_POLICY", "PASSIVE")
 """llama.cpp's OpenMP threads sleep at their barriers instead of spinning. On 2 cores, spinning threads that share
@@ -128,6 +132,8 @@ class LocalGGUFLLM(GeneratingLLM):
         model_id = f"{self.path.name}:{self.path.stat().st_size}:{llama_cpp.__version__}"
         states_dir = config.model_dir / PREFIX_STATES_DIR / self.path.stem  # derived from the model, kept beside it
         self.prefixes = PrefixStates(states_dir, model_id) if self.profile.grounding == "passages" else None
+        self._answer_tokens = tuple(tuple(self._llm.tokenize(word.encode(), add_bos=False)[0] for word in words)
+                                    for words in ANSWER_WORDS)
         log.info("LLM local: loaded %s (%s) in %.2f s; start-up check %.1f tokens/s", self.path.name,
                  resolved.source, time.perf_counter() - started, checked.tokens_per_s)
 
@@ -150,6 +156,23 @@ class LocalGGUFLLM(GeneratingLLM):
     @property
     def follows_notes(self) -> bool:
         return self.profile.grounding == "passages"  # the "sentences" model quotes passages or repeats the note
+
+    def _yes_margin(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> float | None:
+        """Evaluate the prompt as ``_stream`` would (after the saved beginning) and compare the next token's logits
+        for "Yes" and "No"; the context keeps the evaluated prompt, so an answer to the same question after it
+        pays only for the tokens after the question. The "sentences" model cannot judge (None)."""
+        if self.prefixes is None:
+            return None
+        prompt = self._prompt(conversation, passages)
+        tokens = self._tokens(prompt)
+        llm = self._llm
+        with self._lock:
+            self.prefixes.prepare(llm, self._tokens(prompt[:1], reply=False))
+            llm.n_tokens = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
+            llm.eval(tokens[llm.n_tokens :])
+            logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
+            yes, no = (max(float(logits[t]) for t in ids) for ids in self._answer_tokens)
+        return yes - no
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         if self.profile.grounding == "passages":

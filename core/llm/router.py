@@ -148,10 +148,23 @@ class RoutedLLM(LLMBackend):
             return f"{self.small.description} (small and large)"
         return f"small: {self.small.description}; large: {self.large.description}"
 
+    def yes_margin(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> float | None:
+        """The judgement of the model that would answer (a failure counts as no judgement: it is only advice)."""
+        conversation = self._conversation(messages)
+        try:
+            return self._route(conversation, passages)[1].yes_margin(conversation, passages)
+        except BackendError as exc:
+            log.warning("LLM router: no yes-or-no judgement (%s)", failure_summary(exc))
+            return None
+
+    def _route(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> tuple[RouteDecision, LLMBackend]:
+        """Which tier's model answers this conversation, and why (notes after the question do not count)."""
+        decision = self.rule.decide(without_notes(conversation[-1].content), passages)
+        return decision, self.large if decision.tier == "large" else self.small
+
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         conversation = self._conversation(messages)
-        decision = self.rule.decide(without_notes(conversation[-1].content), passages)
-        chosen = self.large if decision.tier == "large" else self.small
+        decision, chosen = self._route(conversation, passages)
         only = ", the only model configured" if self.small is self.large else ""
         route = f"{decision.tier} ({chosen.description}{only}): {decision.reason}"
         log.info("LLM router: %s -> %s", route, chosen.description)

@@ -1,21 +1,24 @@
 """Which words of a question the knowledge base never uses, and the note that tells the model so.
 
 Retrieval always finds a nearest document, and a model handed it answers from it even when the question is about
-something no document mentions ("Is there Wi-Fi on the ferries?" → "No Wi-Fi on the ferries."; "Can the avatar
-speak French?" → "Yes, the avatar can speak French."). A question's *topic words* are its words that are neither
-stopwords (``core.words``), nor general words that say what is asked rather than what it is about ("happens",
-"cheapest", "turned"), nor numbers; a ``Vocabulary`` of every document (and the system prompt) tells which of them
-no text uses. A grounded question with such words gets ``CoverageRules.note`` after it, and the model then says
-that it does not know; a paraphrase whose words the documents do not use can still be answered, because the model
-reads the note against the material. A model that cannot follow a note (``LLMBackend.follows_notes``) is not asked:
-the assistant gives ``CoverageRules.reply`` instead. An earlier attempt that let the model judge
-coverage itself, without being told which words are missing, caught 1 of 9 held-out unanswerable questions.
+something no document mentions ("Is there Wi-Fi on the ferries?" → "No Wi-Fi on the ferries."; "Can the avatar speak
+French?" → "Yes, the avatar can speak French."). A question's *topic words* are its words that are neither stopwords
+(``core.words``), nor general words that say what is asked rather than what it is about ("happens", "cheapest",
+"turned"), nor numbers; a ``Vocabulary`` of every document (and the system prompt) tells which of them no text uses.
+A grounded question with such words gets ``CoverageRules.note`` after it, and the model then says that it does not
+know; a paraphrase whose words the documents do not use can still be answered, because the model reads the note
+against the material. A model that cannot follow a note (``LLMBackend.follows_notes``) is not asked: the assistant
+gives ``CoverageRules.reply`` instead. A model that can judge is first asked ``CoverageRules.check`` (does the
+material still answer, though it never mentions these words?), and a question it leans to "Yes" on goes without the
+note: the words were incidental ("my scarf" in a question about lost property). An earlier attempt that let the
+model judge coverage itself, without being told which words are missing, caught 1 of 9 held-out unanswerable
+questions.
 
 Words are compared by form, not by the five-letter stems of ``core.words``: "room" matches "rooms" and "turned"
 matches "turn" (one is the other plus an ending), but "pi" does not match "pipeline" (short words take at most a
-one-letter ending). Words are also compared by their dictionary forms (LemmInflect's English lemmas: "biggest"
-→ "big", "sold" → "sell", "broke" → "break"), which endings alone cannot tell. The
-note and the general words are in ``data/coverage.json``.
+one-letter ending). Words are also compared by their dictionary forms (LemmInflect's English lemmas: "biggest" →
+"big", "sold" → "sell", "broke" → "break"), which endings alone cannot tell. The note and the general words are in
+``data/coverage.json``.
 """
 
 from __future__ import annotations
@@ -72,6 +75,11 @@ class CoverageRules:
     not_knowing: re.Pattern[str]
     """Matches a reply's first sentence that says the documents do not hold the answer."""
     general_words: frozenset[str]
+    check: str = ""
+    """Asked instead of the note, of a model that can judge, with ``{words}`` as in the note: does the material
+    still answer?"""
+    still_answers_margin: float = 0.0
+    """How far the model must lean to "Yes" on ``check`` (logits) for the question to go without the note."""
     paraphrase_score: float = 1.0
     """A question whose best passage is at least this similar (cosine) gets no note: its missing words are another
     way of saying what the passage says ("money back" for "refund"), not a topic the documents lack."""
@@ -92,11 +100,12 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     data = read_json(path)
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: must be an object with 'note', 'reply' and 'general_words'")
-    for field in ("note", "reply"):
+    for field in ("note", "reply", "check"):
         if not isinstance(data.get(field), str) or WORDS_FIELD not in data[field]:
             raise ConfigError(f"{path}: '{field}' must be text holding {WORDS_FIELD}")
-    if not NOTE_FORM.fullmatch(data["note"]):
-        raise ConfigError(f"{path}: 'note' must be one line in parentheses, as every note after a question is")
+    for field in ("note", "check"):
+        if not NOTE_FORM.fullmatch(data[field]):
+            raise ConfigError(f"{path}: '{field}' must be one line in parentheses, as every note after a question is")
     try:
         not_knowing = re.compile(data["not_knowing"], re.IGNORECASE)
     except (KeyError, TypeError, re.error) as exc:
@@ -107,7 +116,11 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     paraphrase = data.get("paraphrase_score")
     if not isinstance(paraphrase, (int, float)) or isinstance(paraphrase, bool) or not 0 < paraphrase <= 1:
         raise ConfigError(f"{path}: 'paraphrase_score' must be a similarity in (0, 1]")
-    return CoverageRules(data["note"], data["reply"], not_knowing, frozenset(general), float(paraphrase))
+    margin = data.get("still_answers_margin")
+    if not isinstance(margin, (int, float)) or isinstance(margin, bool):
+        raise ConfigError(f"{path}: 'still_answers_margin' must be a number (a difference of logits)")
+    return CoverageRules(data["note"], data["reply"], not_knowing, frozenset(general), data["check"], float(margin),
+                         float(paraphrase))
 
 
 @lru_cache(maxsize=1)
@@ -170,7 +183,15 @@ class Vocabulary:
 
     def note(self, words: Sequence[str]) -> str:
         """The note placed after a question whose topic ``words`` no document uses; "" for none."""
-        return self.rules.note.replace(WORDS_FIELD, _listed([f'"{w}"' for w in words])) if words else ""
+        return self._about(self.rules.note, words)
+
+    def check(self, words: Sequence[str]) -> str:
+        """The yes-or-no question put after the question instead of the note, to a model that can judge."""
+        return self._about(self.rules.check, words)
+
+    @staticmethod
+    def _about(template: str, words: Sequence[str]) -> str:
+        return template.replace(WORDS_FIELD, _listed([f'"{w}"' for w in words])) if words else ""
 
     def reply(self, words: Sequence[str]) -> str:
         """What the assistant says instead of answering a question about ``words``; "" for none."""
