@@ -8,6 +8,8 @@
 - A knowledge-base sentence that instructs the assistant is removed before any model reads the passage, so it can
   neither be followed nor read out.
 - An answer that repeats one symbol or word over and over is cut there (``flood_end``).
+- An answer ends before a sentence that remarks on where in the material it was found ("This is listed in the
+  fares.md file."): spoken, it sounds like a machine, and the sources are shown anyway (``SourceRemarks``).
 - A grounded answer's clause with a number no source holds ends the answer with ``unsupported_number`` (or, when
   the words already said stop mid-sentence, ``unsupported_number_midway``; ``core.llm.number_check``).
 
@@ -39,6 +41,41 @@ GUARD_PATH = DATA_DIR / "guard.json"
 _TAG = re.compile(r"</?[A-Za-z][^>]*>")
 _SENTENCE_BREAK = re.compile(r"((?<=[.!?])\s+|\n+)")
 _LATIN_WORD = re.compile(r"[A-Za-z]+(?:'[A-Za-z]+)?")
+_SENTENCE_END = re.compile(r"[.!?][\"')\]]*\s+")
+
+
+@dataclass(frozen=True, slots=True)
+class RemarkCheck:
+    """Where an answer must end before a sentence that remarks on where it was found (``cut``), and where what
+    may be said stops for now because a sentence that may be one is still incomplete (``hold``); None for neither."""
+
+    cut: int | None = None
+    hold: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class SourceRemarks:
+    """Sentences that say where in the material the answer was found ("This is listed in the fares.md file.")."""
+
+    held: re.Pattern[str]
+    opening: re.Pattern[str]
+    names: re.Pattern[str]
+
+    def check(self, text: str, final: bool) -> RemarkCheck:
+        """Judge every sentence of the answer so far after the first; ``final``: the answer has ended, so its
+        last sentence is complete."""
+        starts = [m.end() for m in _SENTENCE_END.finditer(text)]
+        for i, start in enumerate(starts):
+            end = starts[i + 1] if i + 1 < len(starts) else len(text)
+            sentence = text[start:end].strip()
+            complete = i + 1 < len(starts) or final
+            if not sentence:
+                continue
+            if complete and self.opening.search(sentence) and self.names.search(sentence):
+                return RemarkCheck(cut=start)
+            if not complete and (" " not in sentence or self.held.search(sentence)):
+                return RemarkCheck(hold=start)  # a first word still being written may yet begin a remark
+        return RemarkCheck()
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,6 +91,7 @@ class Guard:
     removed_from_passage: str
     min_letters: int
     max_repeats: int
+    source_remark: SourceRemarks
 
     def reply_instead(self, message: str, passages: Sequence[Passage] = ()) -> str:
         """The reply to give without a model, or "" when the message is a question a model should answer.
@@ -113,9 +151,11 @@ def load_guard(path: Path = GUARD_PATH) -> Guard:
     try:
         data = json.loads(path.read_text(encoding="utf-8"))
         patterns = tuple(re.compile(p, re.IGNORECASE) for p in data["injection"])
+        remarks = data["source_remark"]
         guard = Guard(patterns, data["refusal"], data["no_words"], data["unknown_words"],
                       data["unsupported_number"], data["unsupported_number_midway"], data["removed_from_passage"],
-                      int(data["min_letters"]), int(data["max_repeats"]))
+                      int(data["min_letters"]), int(data["max_repeats"]),
+                      SourceRemarks(*(re.compile(remarks[k], re.IGNORECASE) for k in ("held", "opening", "names"))))
     except (OSError, ValueError, KeyError, TypeError, re.error) as exc:
         raise ConfigError(f"{path}: cannot read the guard data ({type(exc).__name__}: {exc})") from exc
     texts = (guard.refusal, guard.no_words, guard.unknown_words, guard.unsupported_number,

@@ -8,9 +8,10 @@ from pathlib import Path
 import pytest
 
 from core.errors import ConfigError
-from core.guard import GUARD_PATH, default_guard, guarded_reply, load_guard
+from core.guard import GUARD_PATH, RemarkCheck, default_guard, guarded_reply, load_guard
 from core.retrieval import format_context
-from core.types import Passage, Reply
+from core.types import ChatMessage, Passage, Reply
+from tests.fakes import ScriptedLLM
 
 GUARD = default_guard()
 
@@ -70,6 +71,33 @@ def test_an_instruction_inside_a_passage_is_removed_before_any_model_reads_it() 
 ])
 def test_floods_are_found_where_they_start(answer: str, cut: int | None) -> None:
     assert GUARD.flood_end(answer) == cut
+
+
+@pytest.mark.parametrize(("answer", "kept"), [
+    ('It costs 9.50 euros. This information is found in the "Fares" section of the fares.md file.',
+     "It costs 9.50 euros."),
+    ("Lost property is kept for 30 days. You can find this in the policies document. Ask at the desk.",
+     "Lost property is kept for 30 days."),
+    ("It costs 9.50 euros. This is included in the Full membership.",
+     "It costs 9.50 euros. This is included in the Full membership."),
+    ("This is listed in the fares document: 9.50 euros.", "This is listed in the fares document: 9.50 euros."),
+])
+@pytest.mark.parametrize("grounded", [False, True])
+def test_an_answer_ends_before_a_remark_on_where_it_was_found(answer: str, kept: str, grounded: bool) -> None:
+    """Grounded or not (a grounded answer is also released clause by clause by the number check)."""
+    source = Passage("A ticket costs 9.50 euros. Lost property is kept for 30 days.", "fares.md", "Fares", 0.5)
+    llm = ScriptedLLM(answer)
+    *deltas, reply = list(llm.stream([ChatMessage("user", "How much is it?")], [source] if grounded else []))
+    assert reply.text == "".join(deltas).strip() == kept
+    assert not any("found in" in d or "policies document" in d for d in deltas)
+
+
+def test_a_sentence_that_may_be_a_remark_is_held_until_it_is_complete() -> None:
+    remarks = GUARD.source_remark
+    assert remarks.check("It costs 9.50. This information is", final=False).hold == len("It costs 9.50. ")
+    assert remarks.check("It costs 9.50. Th", final=False).hold == len("It costs 9.50. ")
+    assert remarks.check("It costs 9.50. It is", final=False) == RemarkCheck()
+    assert remarks.check("It costs 9.50. This is listed in the fares.md file", final=True).cut == 15
 
 
 def test_a_guarded_reply_streams_like_a_backend() -> None:

@@ -185,18 +185,22 @@ class GeneratingLLM(LLMBackend, ABC):
                     first_token_s = time.perf_counter() - started
                 parts.append(delta)
                 text = "".join(parts)
+                remark = guard.source_remark.check(text, final=False)
                 ends = [end for end in (sentence_end(text, self.config.max_sentences) or None, guard.flood_end(text),
-                                        _quote_marker(text)) if end is not None]
+                                        _quote_marker(text), remark.cut) if end is not None]
                 if ends:
                     enough = True  # sent back with the next request: the backend stops generating
                     text = text[: min(ends)]
                 text, release, cut = _screened(numbers, text, said, final=enough)
                 enough = enough or cut
                 parts = [text]
+                release = min(release, remark.hold if remark.hold is not None else release)
                 if piece := text[said:release]:
                     said = release
                     yield piece
-            text, release, _ = _screened(numbers, "".join(parts), said, final=True)
+            text = "".join(parts)
+            text = text[: guard.source_remark.check(text, final=True).cut or len(text)]
+            text, release, _ = _screened(numbers, text, said, final=True)
             parts = [text]
             if piece := text[said:release]:
                 yield piece
