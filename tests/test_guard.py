@@ -78,6 +78,8 @@ def test_floods_are_found_where_they_start(answer: str, cut: int | None) -> None
      "It costs 9.50 euros."),
     ("Lost property is kept for 30 days. You can find this in the policies document. Ask at the desk.",
      "Lost property is kept for 30 days."),
+    ("Yes, a single costs 9.50 euros. It is mentioned in the reference material from fares.md.",
+     "Yes, a single costs 9.50 euros."),
     ("It costs 9.50 euros. This is included in the Full membership.",
      "It costs 9.50 euros. This is included in the Full membership."),
     ("This is listed in the fares document: 9.50 euros.", "This is listed in the fares document: 9.50 euros."),
@@ -96,7 +98,7 @@ def test_a_sentence_that_may_be_a_remark_is_held_until_it_is_complete() -> None:
     remarks = GUARD.source_remark
     assert remarks.check("It costs 9.50. This information is", final=False).hold == len("It costs 9.50. ")
     assert remarks.check("It costs 9.50. Th", final=False).hold == len("It costs 9.50. ")
-    assert remarks.check("It costs 9.50. It is", final=False) == RemarkCheck()
+    assert remarks.check("It costs 9.50. We are", final=False) == RemarkCheck()
     assert remarks.check("It costs 9.50. This is listed in the fares.md file", final=True).cut == 15
 
 
