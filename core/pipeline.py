@@ -314,14 +314,9 @@ class Pipeline:
         instead = default_guard().reply_instead(user.text, context)
         note = ""
         if not instead:
-            def judge(check: str) -> float | None:
-                asked = self._messages(history, user.text, setup.system_prompt, user.emotion, check)
-                return best_effort("asking the model whether its material answers",
-                                   functools.partial(setup.llm.yes_margin, asked, context), None)
-
-            note, instead = best_effort("choosing the note after the question", functools.partial(
-                self.notes.note, user.text, context, system_prompt=setup.system_prompt,
-                follows_notes=setup.llm.follows_notes, judge=judge), ("", ""))
+            t0 = time.perf_counter()
+            note, instead = self._notes(setup, history, user, context)
+            timings["notes_s"] = time.perf_counter() - t0
         grounding = () if instead else context  # a reply given without the model is not from the passages
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, note)
         clips: list[SpokenClip] = []
@@ -354,6 +349,20 @@ class Pipeline:
         hit = StageMetrics("cache", "response", timings.get("cache_lookup_s", 0.0), units={"hit": 1})
         yield TurnComplete(cached.reply, cached.emotion, cached.wav_path, cached.track, dict(timings), (hit,),
                            passages=cached.passages, cache=kind)
+
+    def _notes(self, setup: TurnSetup, history: Sequence[ChatMessage], user: UserTurn,
+               context: tuple[Passage, ...]) -> tuple[str, str]:
+        """The note after the question, or the reply instead (``core.question_notes``); the model that answers
+        judges, in the conversation it would answer, whether its material covers a question the note is meant for.
+        Either failing costs only the note."""
+        def judge(check: str) -> float | None:
+            asked = self._messages(history, user.text, setup.system_prompt, user.emotion, check)
+            return best_effort("asking the model whether its material answers",
+                               functools.partial(setup.llm.yes_margin, asked, context), None)
+
+        return best_effort("choosing the note after the question", functools.partial(
+            self.notes.note, user.text, context, system_prompt=setup.system_prompt,
+            follows_notes=setup.llm.follows_notes, judge=judge), ("", ""))
 
     def _messages(
         self,

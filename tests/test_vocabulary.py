@@ -155,7 +155,8 @@ def test_a_model_that_judges_is_asked_first_and_a_yes_drops_the_note(tmp_path, l
     the rules' margin means the missing words were incidental, and the question goes as asked."""
     pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES, JudgingLLM, lean=lean)
     history = [ChatMessage("user", "Hello"), ChatMessage("assistant", "Hi!")]
-    list(pipeline.run_turn(history, text="Is there Wi-Fi on the ferry?"))
+    done = list(pipeline.run_turn(history, text="Is there Wi-Fi on the ferry?"))[-1]
+    assert done.timings_s["notes_s"] >= 0  # the judgement is part of the time to first audio, and shown as such
     judged = llm.judged[-1]
     assert [m.content for m in judged[1:3]] == ["Hello", "Hi!"]
     assert judged[-1].content.startswith("Is there Wi-Fi on the ferry?")

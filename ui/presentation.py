@@ -14,6 +14,7 @@ from core.types import TurnComplete, TurnOptions
 LATENCY_LABELS = {
     "asr_s": "speech recognition",
     "retrieval_s": "retrieval",
+    "notes_s": "notes after the question (and the model's coverage check)",
     "llm_first_token_s": "LLM first token",
     "tts_first_s": "first clip TTS",
     "first_audio_s": "time to first audio",
