@@ -217,6 +217,10 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
                 conversation.respond_typed, [question, chat, history, ticket, character], outputs, **in_turn)
             for trigger in (send.click, question.submit)
         ]
+        # While a question is typed, the model reads it so far (advice only: a busy model skips it); "always_last"
+        # keeps only the latest text when keystrokes come faster than it reads.
+        question.input(conversation.read_ahead, [question, history, character], None, trigger_mode="always_last",
+                       show_progress="hidden", api_visibility="private")
         turns.append(
             voice.utterance(conversation.take_utterance, barge_inputs,
                             [chat, history, spoken_text, spoken_audio, avatar, queue_note, ticket], **barge_in).then(

@@ -229,6 +229,27 @@ class Pipeline:
         text = self.check_text(transcript.text)
         return UserTurn(text=text, emotion=self.stages.emotion.classify(text), transcript=transcript)
 
+    def read_ahead(self, history: Sequence[ChatMessage], text: str | None, options: TurnOptions | None = None
+                   ) -> bool:
+        """While a question is being typed: find passages for it as it stands and let the model evaluate the prompt
+        so far, so that the turn for the finished question starts sooner. Advice only: False when nothing was read
+        ahead (a text the turn would refuse, a message the guard answers, a model that cannot, a failure, which is
+        logged)."""
+        try:
+            question = self.check_text(text)
+        except InputError:
+            return False  # the turn says why, if it is sent
+
+        def read() -> bool:
+            setup = self.setup(options)
+            passages = self.stages.retrieval.search(retrieval_query(history, question), setup.top_k)
+            context = tuple(self.stages.retrieval.context(passages))
+            if default_guard().reply_instead(question, context):
+                return False
+            return setup.llm.read_ahead(self._messages(history, question, setup.system_prompt), context)
+
+        return best_effort("reading the question ahead", read, False)
+
     # -- turns ------------------------------------------------------------------------------------------------
 
     def run_turn(

@@ -31,6 +31,7 @@ from core.llm.base import with_notes
 from core.llm.evaluation import load_cases
 from core.llm.grounding import best_sentences, extractive_answer, load_grounding, split_sentences
 from core.llm.packaged import join_parts, load_catalogue, local_model
+from core.llm.prefix_cache import common_prefix
 from core.llm.probe import probe
 from core.persona import runtime_note
 from core.retrieval import NO_CONTEXT_NOTE, create_retrieval, format_context
@@ -172,6 +173,27 @@ def test_local_answer_after_a_judgement_reuses_the_judged_question(local_llm: Lo
 
 def test_the_small_model_does_not_judge(small_llm: LocalGGUFLLM) -> None:
     assert small_llm.yes_margin([ChatMessage("user", "Is there Wi-Fi?")], [INJECTED]) is None
+
+
+def test_local_reads_an_unfinished_question_ahead_and_the_answer_reuses_it(local_llm: LocalGGUFLLM) -> None:
+    """Read ahead while typed, the context holds the finished question's prompt but for its last few tokens."""
+    question = "How much does a single ferry ticket cost?"
+    local_llm.complete([ChatMessage("user", "Hello!")])  # the context holds another prompt
+    assert local_llm.read_ahead([ChatMessage("user", question[:-8])], [INJECTED])  # "...ticket co"
+    llm = local_llm._llm
+    read = list(llm.input_ids[: llm.n_tokens])
+    prompt = local_llm._tokens(local_llm._prompt(local_llm._conversation([ChatMessage("user", question)]),
+                                                 [INJECTED]))
+    assert len(prompt) - 12 <= common_prefix(read, prompt) == len(read) < len(prompt)
+    reply = local_llm.complete([ChatMessage("user", question)], [INJECTED])
+    assert "14" in reply.text
+
+
+def test_local_reading_ahead_never_waits_for_a_busy_model(local_llm: LocalGGUFLLM, small_llm: LocalGGUFLLM) -> None:
+    with local_llm._lock:  # a turn is answering
+        assert not local_llm.read_ahead([ChatMessage("user", "How much is a tic")], [INJECTED])
+    assert not small_llm.read_ahead([ChatMessage("user", "How much is a tic")], [INJECTED])  # needs the question
+    assert not local_llm.read_ahead([ChatMessage("assistant", "Hi")])  # a bad conversation is only no advice
 
 
 def test_local_long_history_is_trimmed_to_fit_the_context(local_llm: LocalGGUFLLM) -> None:

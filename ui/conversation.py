@@ -117,6 +117,14 @@ class Conversation:
         yield from self._run(text or None, audio_path or None, chat, history, ticket_id, session_of(request),
                              character, spoken=True)
 
+    def read_ahead(self, text: str | None, history: list[dict], character: str, request: gr.Request) -> None:
+        """The question box changed: the model reads the question so far (``Pipeline.read_ahead``); never a
+        message, since it is only advice."""
+        options = best_effort("choosing the options for reading ahead",
+                              lambda: self.options(session_of(request), character), None)
+        if options is not None:
+            self.pipeline.read_ahead([ChatMessage(m["role"], m["content"]) for m in history], text, options)
+
     def _run(self, text: str | None, audio_path: str | None, chat: list[dict], history: list[dict],
              ticket_id: str, session_id: str, character: str, *, spoken: bool = False) -> Iterator[tuple]:
         """Run one queued turn, streaming chat text and avatar clips; errors become a message and change nothing.

@@ -1,11 +1,13 @@
 """Latency benchmark: time to first audio from sending text and from the end of a spoken question, per local model.
 
 Runs scripted turns on the embedded offline stack for each local model (the default Qwen2.5-Coder-1.5B and the
-small SmolLM2-135M, interleaved question by question so both see the same machine load), streaming and
-non-streaming, typed and spoken; general questions and questions the knowledge base answers. The response cache is
-off, so every turn does the real work; each model has prepared its knowledge-base documents first, as the app does
-after start-up. Also reports the process's memory with the default model loaded. Writes
-``bench/latency/results.md``. Run: ``python bench/latency/run.py [--rounds N] [--models ...]``.
+small SmolLM2-135M, one after the other), streaming and non-streaming, pasted, typed and spoken; general questions
+and questions the knowledge base answers. The response cache is off, so every turn does the real work; each model
+has prepared its knowledge-base documents first, as the app does after start-up. A typed question is read ahead
+word by word as the app does while it is typed (``Pipeline.read_ahead``; each word's reading finishes before the
+next, as at typing speed), then sent; a pasted one is sent at once. Also reports the process's memory with the
+default model loaded. Writes ``bench/latency/results.md``.
+Run: ``python bench/latency/run.py [--rounds N] [--models ...] [--modes ...]``.
 """
 
 from __future__ import annotations
@@ -64,6 +66,13 @@ def bench_config() -> AppConfig:
     return replace(load_config(env), response_cache=False, cache_dir=ROOT / ".cache")
 
 
+def type_question(pipeline: Pipeline, question: str) -> None:
+    """What the question box does while ``question`` is typed: read it ahead after each word."""
+    words = question.split()
+    for n in range(1, len(words) + 1):
+        pipeline.read_ahead([], " ".join(words[:n]))
+
+
 def run_turn(pipeline: Pipeline, **kwargs: object) -> TurnComplete:
     """One turn with no history; returns its final event."""
     events = list(pipeline.run_turn([], session_id="bench", **kwargs))
@@ -77,6 +86,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=1, help="times to go through the question lists")
     parser.add_argument("--models", nargs="+", default=list(DEFAULT_MODELS))
+    parser.add_argument("--modes", nargs="+", choices=list(MODES), default=list(MODES))
     args = parser.parse_args()
 
     work = Path(tempfile.mkdtemp(prefix="latency-bench-"))
@@ -89,7 +99,7 @@ def main() -> None:
         config = replace(base, llm=replace(base.llm, backend="local", local_model=model))
         backends = {stage: getattr(shared, stage) for stage in SHARED_STAGES} if shared else {}
         stages = Stages(config, **backends)
-        for mode, streaming in MODES.items():
+        for mode, streaming in ((m, MODES[m]) for m in args.modes):
             pipelines[(model, mode)] = Pipeline(replace(config, streaming=streaming), stages)
         first = pipelines[(model, "streaming")]
         first.warm_up()
@@ -109,16 +119,20 @@ def main() -> None:
     for model in args.models:  # one model at a time: the first turn after the other model ran is ~2 s slower
         for _, set_name, question in ((r, s, q) for r in range(args.rounds) for s, qs in QUESTION_SETS.items()
                                       for q in qs):
-            for mode in MODES:
+            for mode in args.modes:
                 pipeline = pipelines[(model, mode)]
-                for source, turn in (("text", {"text": question}), ("speech", {"audio_path": spoken[question]})):
+                for source, turn in (("pasted text", {"text": question}), ("typed text", {"text": question}),
+                                     ("speech", {"audio_path": spoken[question]})):
+                    if source == "typed text":
+                        type_question(pipeline, question)
                     done = run_turn(pipeline, **turn)
                     key = (model, mode, set_name, source)
                     first_audio.setdefault(key, []).append(done.timings_s["first_audio_s"])
                     totals.setdefault(key, []).append(done.timings_s["total_s"])
                     words.setdefault((model, mode), []).append(len(done.reply.text.split()))
                 print(f"{model:20s} {mode:14s} {question[:40]:40s} text→audio "
-                      f"{first_audio[(model, mode, set_name, 'text')][-1]:.2f} s", flush=True)
+                      f"{first_audio[(model, mode, set_name, 'pasted text')][-1]:.2f} s, typed "
+                      f"{first_audio[(model, mode, set_name, 'typed text')][-1]:.2f} s", flush=True)
     load_after = os.getloadavg()[0]
     write_results(args, first_audio, totals, words, (load_before, load_after), (rss_before, rss_default))
 
@@ -130,8 +144,9 @@ def write_results(args: argparse.Namespace, first_audio: dict, totals: dict, wor
         "# Latency benchmark",
         "",
         f"{n} questions ({', '.join(f'{len(q)} {k}' for k, q in QUESTION_SETS.items())}) × {args.rounds} round(s), "
-        "each asked typed and spoken (Piper speech of the question, decoded and transcribed by whisper.cpp), for each "
-        "local model, streaming and non-streaming interleaved question by question; one model after the other (the app "
+        "each asked pasted (sent at once), typed (read ahead word by word while typed, as the app does) and spoken "
+        "(Piper speech of the question, decoded and transcribed by whisper.cpp), for each "
+        f"local model, {' and '.join(args.modes)} interleaved question by question; one model after the other (the app "
         "runs one; the first turn after switching models is about 2 s slower). Offline stack: llama.cpp "
         "(portable AVX2 build), MiniLM retrieval + emotion, Piper joe-medium, TTS-timed lip-sync; response cache off; "
         f"knowledge-base documents prepared first, as after the app's start-up. 2-core machine, load average "
@@ -140,6 +155,9 @@ def write_results(args: argparse.Namespace, first_audio: dict, totals: dict, wor
         "",
         "Time to first audio = from the moment the turn starts (send pressed, or the end of the spoken question) to "
         "the first clip's audio, lip-sync and emotion being ready to play.",
+        "",
+        "A typed question's reading ahead runs before its turn starts, so it is not in the figure: the app does it"
+        " while the question is typed, and a busy model skips it.",
         "",
         "| model | mode | questions | from | median | p95 | turn total (median) |",
         "|---|---|---|---|---:|---:|---:|",
@@ -152,11 +170,12 @@ def write_results(args: argparse.Namespace, first_audio: dict, totals: dict, wor
     for (model, mode), counts in words.items():
         lines.append(f"| {local_model(model).label} | {mode} | {statistics.median(counts):.0f} |")
     default = args.models[0]
-    text_all = [v for (m, mode, _, source), vs in first_audio.items() if m == default and mode == "streaming"
-                and source == "text" for v in vs]
-    lines += ["", f"{local_model(default).label}, streaming, typed, all questions: median "
-              f"{statistics.median(text_all):.2f} s, p95 {percentile(text_all, 95):.2f} s to the first audio.",
-              "", f"Memory: the process used {rss[0]:.0f} MB before loading and {rss[1]:.0f} MB with the default "
+    for source in ("pasted text", "typed text"):
+        text_all = [v for (m, mode, _, src), vs in first_audio.items() if m == default and mode == "streaming"
+                    and src == source for v in vs]
+        lines += ["", f"{local_model(default).label}, streaming, {source}, all questions: median "
+                  f"{statistics.median(text_all):.2f} s, p95 {percentile(text_all, 95):.2f} s to the first audio."]
+    lines += ["", f"Memory: the process used {rss[0]:.0f} MB before loading and {rss[1]:.0f} MB with the default "
               f"stack loaded ({local_model(default).label} and every other stage), before the other models."]
     (HERE / "results.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))

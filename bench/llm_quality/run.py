@@ -8,8 +8,9 @@ held-out Kestrel Valley Makerspace one (``data/llm_eval_fresh/``, written after 
 neither; its failures have since been read) and the second fresh one, Harrowgate Lane Veterinary Clinic
 (``data/llm_eval_fresh2/``, written later still; its failures have since been read) and the third, the Kestrel
 Picturehouse cinema (``data/llm_eval_fresh3/``, written 2026-12-06; its failures were read on 2026-12-07) and the
-fourth and fifth, Fernbrook Lido & Leisure Centre and Brackenridge Community Library (``data/llm_eval_fresh4/``,
-``data/llm_eval_fresh5/``, written 2026-12-07, not looked at by whoever tunes). Writes
+fourth, fifth and sixth, Fernbrook Lido & Leisure Centre, Brackenridge Community Library and Whinmoor Lane City
+Farm (``data/llm_eval_fresh4/``, ``data/llm_eval_fresh5/``, ``data/llm_eval_fresh6/``, written 2026-12-07, not
+looked at by whoever tunes). Writes
 ``bench/llm_quality/results.md`` and every answer to ``bench/llm_quality/answers.jsonl``.
 
 Run: ``python bench/llm_quality/run.py [--models qwen2.5-coder-1.5b smollm2-135m] [--limit N] [--sets tuning]
@@ -51,7 +52,7 @@ HERE = Path(__file__).resolve().parent
 KBS = {"demo": ROOT / "knowledge_base", "heldout": DATA_DIR / "llm_eval" / "heldout_kb",
        "fresh": DATA_DIR / "llm_eval_fresh" / "kb", "fresh2": DATA_DIR / "llm_eval_fresh2" / "kb",
        "fresh3": DATA_DIR / "llm_eval_fresh3" / "kb", "fresh4": DATA_DIR / "llm_eval_fresh4" / "kb",
-       "fresh5": DATA_DIR / "llm_eval_fresh5" / "kb"}
+       "fresh5": DATA_DIR / "llm_eval_fresh5" / "kb", "fresh6": DATA_DIR / "llm_eval_fresh6" / "kb"}
 GROUNDING_SETS = {  # name: (knowledge base, file, tuned on?, facts match word beginnings?)
     "tuning": ("demo", DATA_DIR / "llm_grounding_eval.jsonl", True, True),
     "held-out": ("heldout", DATA_DIR / "llm_eval" / "heldout_questions.jsonl", False, False),
@@ -60,6 +61,7 @@ GROUNDING_SETS = {  # name: (knowledge base, file, tuned on?, facts match word b
     "fresh3": ("fresh3", DATA_DIR / "llm_eval_fresh3" / "questions.jsonl", False, False),
     "fresh4": ("fresh4", DATA_DIR / "llm_eval_fresh4" / "questions.jsonl", False, False),
     "fresh5": ("fresh5", DATA_DIR / "llm_eval_fresh5" / "questions.jsonl", False, False),
+    "fresh6": ("fresh6", DATA_DIR / "llm_eval_fresh6" / "questions.jsonl", False, False),
 }
 PERSONA_SETS = {"tuning": (DATA_DIR / "llm_persona_dev.jsonl", True),
                 "held-out": (DATA_DIR / "llm_eval" / "persona_turns.jsonl", False),
@@ -67,7 +69,8 @@ PERSONA_SETS = {"tuning": (DATA_DIR / "llm_persona_dev.jsonl", True),
                 "fresh2": (DATA_DIR / "llm_eval_fresh2" / "persona_turns.jsonl", False),
                 "fresh3": (DATA_DIR / "llm_eval_fresh3" / "persona_turns.jsonl", False),
                 "fresh4": (DATA_DIR / "llm_eval_fresh4" / "persona_turns.jsonl", False),
-                "fresh5": (DATA_DIR / "llm_eval_fresh5" / "persona_turns.jsonl", False)}
+                "fresh5": (DATA_DIR / "llm_eval_fresh5" / "persona_turns.jsonl", False),
+                "fresh6": (DATA_DIR / "llm_eval_fresh6" / "persona_turns.jsonl", False)}
 DEFAULT_MODELS = ("qwen2.5-coder-1.5b", "smollm2-135m")
 
 
@@ -191,8 +194,9 @@ def write_results(output: Path, models: list[str], grounding: dict, persona: dic
         "someone who had seen none of the others; its failures were read on 2026-12-04), **fresh3** "
         "(`data/llm_eval_fresh3/`, the fictional Kestrel Picturehouse cinema, written 2026-12-06 the same way; its "
         "failures were read on 2026-12-07), **fresh4** (`data/llm_eval_fresh4/`, the fictional Fernbrook Lido & "
-        "Leisure Centre) and **fresh5** (`data/llm_eval_fresh5/`, the fictional Brackenridge Community Library & "
-        "Repair Café), both written 2026-12-07 the same way and never read by whoever tunes. "
+        "Leisure Centre), **fresh5** (`data/llm_eval_fresh5/`, the fictional Brackenridge Community Library & "
+        "Repair Café) and **fresh6** (`data/llm_eval_fresh6/`, the fictional Whinmoor Lane City Farm), all three "
+        "written 2026-12-07 the same way and never read by whoever tunes. "
         "Scoring follows `data/llm_eval/README.md`: fact-correct = every key fact present; invented = a forbidden "
         "phrase, an answer to a question the documents do not cover, or a number or name found nowhere in the "
         "documents, the question or the system prompt. Every answer is in `answers.jsonl`.",

@@ -107,6 +107,24 @@ class LLMBackend(StageBackend, ABC):
         """``yes_margin`` for a checked conversation; by default the backend cannot tell."""
         return None
 
+    def read_ahead(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> bool:
+        """Evaluate now, while the user is still typing, the start of the prompt that will answer ``messages`` (its
+        last user message is the unfinished question), so that the answer pays only for what is typed after it.
+
+        Advice only: False when the backend does not read ahead, was busy, or failed (logged); it never raises.
+        """
+        try:
+            conversation = self._conversation(messages)
+            with backend_errors(STAGE, self.name):
+                return self._read_ahead(conversation, passages)
+        except PipelineError as exc:
+            log.info("LLM %s: no reading ahead (%s)", self.name, exc)
+            return False
+
+    def _read_ahead(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> bool:
+        """``read_ahead`` for a checked conversation; by default nothing is read ahead."""
+        return False
+
     @abstractmethod
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item.

@@ -50,6 +50,9 @@ MESSAGE_OVERHEAD_TOKENS = 5  # ChatML wraps each message in <|im_start|>role\n .
 GROUNDED_PASSAGES = 1  # "sentences" profile: the best passage only; a second confuses the 135M model (measured)
 GROUNDED_SENTENCES = 2  # its best-matching sentences, not the whole chunk
 PREFIX_STATES_DIR = "prefix_states"
+READ_AHEAD_HELD_TOKENS = 2
+"""Reading ahead stops this many tokens before the end of what is typed: the word being typed, and the space or
+punctuation before it, may be different tokens once the word is finished."""
 ANSWER_WORDS = (("Yes", "yes"), ("No", "no"))
 """The first words of a yes-or-no answer (``yes_margin``), each spelling its own first token."""
 LLAMA_CPP_HINT = "llama-cpp-python is not installed (make install builds it)"
@@ -83,8 +86,14 @@ def load_examples(path: Path = EXAMPLES_PATH) -> tuple[ChatMessage, ...]:
 
 def chatml(messages: Sequence[ChatMessage], *, reply: bool = True) -> str:
     """The ChatML text of ``messages``, opening the assistant's turn when ``reply``."""
-    text = "".join(f"{CHATML_START}{m.role}\n{m.content}{CHATML_END}\n" for m in messages)
+    text = "".join(f"{unfinished_chatml([m])}{CHATML_END}\n" for m in messages)
     return text + f"{CHATML_START}assistant\n" if reply else text
+
+
+def unfinished_chatml(messages: Sequence[ChatMessage]) -> str:
+    """The ChatML text of ``messages`` with the last one left open, as if its text went on."""
+    *done, last = messages
+    return f"{chatml(done, reply=False)}{CHATML_START}{last.role}\n{last.content}"
 
 
 class LocalGGUFLLM(GeneratingLLM):
@@ -164,15 +173,40 @@ class LocalGGUFLLM(GeneratingLLM):
         if self.prefixes is None:
             return None
         prompt = self._prompt(conversation, passages)
-        tokens = self._tokens(prompt)
         llm = self._llm
         with self._lock:
-            self.prefixes.prepare(llm, self._tokens(prompt[:1], reply=False))
-            llm.n_tokens = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
-            llm.eval(tokens[llm.n_tokens :])
+            self._evaluate(prompt, self._tokens(prompt))
             logits = np.ctypeslib.as_array(llm._ctx.get_logits(), shape=(llm.n_vocab(),))
             yes, no = (max(float(logits[t]) for t in ids) for ids in self._answer_tokens)
         return yes - no
+
+    def _read_ahead(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> bool:
+        """Evaluate the prompt up to the unfinished question's last whole words, unless the model is busy (a turn
+        or another reading ahead holds it: this is advice, never worth waiting for). The "sentences" profile puts
+        the passage sentences chosen for the whole question before it, so it cannot read ahead."""
+        if self.prefixes is None:
+            return False
+        prompt = self._prompt(conversation, passages)
+        tokens = self._llm.tokenize(unfinished_chatml(prompt).encode(), add_bos=False, special=True)
+        tokens = tokens[:-READ_AHEAD_HELD_TOKENS]
+        if not self._lock.acquire(blocking=False):
+            return False
+        try:
+            started = time.perf_counter()
+            self._evaluate(prompt, tokens)
+        finally:
+            self._lock.release()
+        log.debug("LLM local: read %d tokens ahead in %.2f s", len(tokens), time.perf_counter() - started)
+        return True
+
+    def _evaluate(self, prompt: list[ChatMessage], tokens: list[int]) -> None:
+        """Make the context hold ``tokens`` (the start of ``prompt``), evaluated: the saved beginning restored,
+        what the context already shares kept, the rest evaluated; the last token always again, so that the logits
+        are its own. The caller holds the lock."""
+        llm = self._llm
+        self.prefixes.prepare(llm, self._tokens(prompt[:1], reply=False))
+        llm.n_tokens = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
+        llm.eval(tokens[llm.n_tokens :])
 
     def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         if self.profile.grounding == "passages":

@@ -157,6 +157,10 @@ class RoutedLLM(LLMBackend):
             log.warning("LLM router: no yes-or-no judgement (%s)", failure_summary(exc))
             return None
 
+    def _read_ahead(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> bool:
+        """The model that would answer the question as typed so far reads ahead."""
+        return self._route(conversation, passages)[1].read_ahead(conversation, passages)
+
     def _route(self, conversation: list[ChatMessage], passages: Sequence[Passage]) -> tuple[RouteDecision, LLMBackend]:
         """Which tier's model answers this conversation, and why (notes after the question do not count)."""
         decision = self.rule.decide(without_notes(conversation[-1].content), passages)
