@@ -116,23 +116,23 @@ def main() -> None:
     totals: dict[tuple[str, str, str, str], list[float]] = {}
     words: dict[tuple[str, str], list[int]] = {}
     load_before = os.getloadavg()[0]
-    for model in args.models:  # one model at a time: the first turn after the other model ran is ~2 s slower
-        for _, set_name, question in ((r, s, q) for r in range(args.rounds) for s, qs in QUESTION_SETS.items()
-                                      for q in qs):
-            for mode in args.modes:
-                pipeline = pipelines[(model, mode)]
-                for source, turn in (("pasted text", {"text": question}), ("typed text", {"text": question}),
-                                     ("speech", {"audio_path": spoken[question]})):
-                    if source == "typed text":
-                        type_question(pipeline, question)
-                    done = run_turn(pipeline, **turn)
-                    key = (model, mode, set_name, source)
-                    first_audio.setdefault(key, []).append(done.timings_s["first_audio_s"])
-                    totals.setdefault(key, []).append(done.timings_s["total_s"])
-                    words.setdefault((model, mode), []).append(len(done.reply.text.split()))
-                print(f"{model:20s} {mode:14s} {question[:40]:40s} text→audio "
-                      f"{first_audio[(model, mode, set_name, 'pasted text')][-1]:.2f} s, typed "
-                      f"{first_audio[(model, mode, set_name, 'typed text')][-1]:.2f} s", flush=True)
+    sources = {"pasted text": lambda q: {"text": q}, "typed text": lambda q: {"text": q},
+               "speech": lambda q: {"audio_path": spoken[q]}}
+    questions = [(r, s, q) for r in range(args.rounds) for s, qs in QUESTION_SETS.items() for q in qs]
+    # One model at a time (the first turn after the other model ran is ~2 s slower), and each way of asking goes
+    # through every question in turn: a question asked right after itself would find its whole prompt evaluated.
+    for model, mode, source in ((m, mode, src) for m in args.models for mode in args.modes for src in sources):
+        pipeline = pipelines[(model, mode)]
+        for _, set_name, question in questions:
+            if source == "typed text":
+                type_question(pipeline, question)
+            done = run_turn(pipeline, **sources[source](question))
+            key = (model, mode, set_name, source)
+            first_audio.setdefault(key, []).append(done.timings_s["first_audio_s"])
+            totals.setdefault(key, []).append(done.timings_s["total_s"])
+            words.setdefault((model, mode), []).append(len(done.reply.text.split()))
+            print(f"{model:20s} {mode:14s} {source:12s} {question[:40]:40s} first audio "
+                  f"{first_audio[key][-1]:.2f} s", flush=True)
     load_after = os.getloadavg()[0]
     write_results(args, first_audio, totals, words, (load_before, load_after), (rss_before, rss_default))
 
@@ -146,8 +146,10 @@ def write_results(args: argparse.Namespace, first_audio: dict, totals: dict, wor
         f"{n} questions ({', '.join(f'{len(q)} {k}' for k, q in QUESTION_SETS.items())}) × {args.rounds} round(s), "
         "each asked pasted (sent at once), typed (read ahead word by word while typed, as the app does) and spoken "
         "(Piper speech of the question, decoded and transcribed by whisper.cpp), for each "
-        f"local model, {' and '.join(args.modes)} interleaved question by question; one model after the other (the app "
-        "runs one; the first turn after switching models is about 2 s slower). Offline stack: llama.cpp "
+        f"local model, {' and '.join(args.modes)}; one model after the other (the app "
+        "runs one; the first turn after switching models is about 2 s slower), each way of asking through all the "
+        "questions in turn (a question asked right after itself would find its prompt already evaluated). Offline "
+        "stack: llama.cpp "
         "(portable AVX2 build), MiniLM retrieval + emotion, Piper joe-medium, TTS-timed lip-sync; response cache off; "
         f"knowledge-base documents prepared first, as after the app's start-up. 2-core machine, load average "
         f"{load[0]:.1f} before and {load[1]:.1f} after. Written by `python bench/latency/run.py` on "
