@@ -219,8 +219,11 @@ def build_app(pipeline: Pipeline, experiments: ExperimentRunner | None = None,
         ]
         # While a question is typed, the model reads it so far (advice only: a busy model skips it); "always_last"
         # keeps only the latest text when keystrokes come faster than it reads.
-        question.input(conversation.read_ahead, [question, history, character], None, trigger_mode="always_last",
-                       show_progress="hidden", api_visibility="private")
+        # The same for a question being spoken, from the browser's interim transcript.
+        reading_ahead = {"outputs": None, "trigger_mode": "always_last", "show_progress": "hidden",
+                         "api_visibility": "private"}
+        question.input(conversation.read_ahead, [question, history, character], **reading_ahead)
+        voice.heard_so_far(conversation.read_ahead_heard, [history, character], **reading_ahead)
         turns.append(
             voice.utterance(conversation.take_utterance, barge_inputs,
                             [chat, history, spoken_text, spoken_audio, avatar, queue_note, ticket], **barge_in).then(

@@ -9,6 +9,7 @@ runs an energy VAD on the microphone level. The server then trims silence with S
 Events (data in ``gr.EventData``):
     ``speech_start``: the user began to speak (or pressed the mic): the app interrupts the avatar (barge-in).
     ``utterance``: a finished question, ``{"text": str}`` or ``{"audio": uploaded file path, "name": str}``.
+    ``heard_so_far``: the browser engine's interim transcript of a question still being spoken, ``{"text": str}``.
 """
 
 from __future__ import annotations

@@ -124,7 +124,12 @@ def test_without_speech_recognition_the_page_records_for_the_server(pipeline, ar
     print(f"speech + pause ended the turn {turn_end_s:.1f} s after the click (speech lasts ~2.3 s + 0.8 s pause)")
 
 
-def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chromium, pipeline, artifacts):  # noqa: F811
+def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chromium, pipeline, artifacts,  # noqa: F811
+                                                                            monkeypatch):
+    read_ahead = pipeline.read_ahead
+    heard: list[str] = []  # what the model was asked to read ahead
+    monkeypatch.setattr(pipeline, "read_ahead",
+                        lambda history, text, options=None: heard.append(text) or read_ahead(history, text, options))
     with serve_blocks(build_app(pipeline)) as url:
         page, console = open_page(chromium, url, FAKE_RECOGNITION)
         assert "live in your browser" in page.locator("#voice .voice-status").inner_text()
@@ -143,6 +148,7 @@ def test_browser_speech_recognition_shows_interim_text_and_sends_the_final(chrom
     assert "how does the lip sync" in interim_shown, interim_shown
     assert state["engine"] == "browser" and state["speechStarts"] == 1 and not state["listening"], (state, console)
     assert chat.count("How does the lip sync work?") == 1, chat  # sent once, as the user's turn
+    assert "how does the lip sync" in heard, heard  # the interim transcript was read ahead
 
 
 def test_a_failing_recogniser_switches_to_server_recording_and_says_so(chromium, pipeline):  # noqa: F811

@@ -125,6 +125,11 @@ class Conversation:
         if options is not None:
             self.pipeline.read_ahead([ChatMessage(m["role"], m["content"]) for m in history], text, options)
 
+    def read_ahead_heard(self, history: list[dict], character: str, request: gr.Request, evt: gr.EventData) -> None:
+        """The browser's transcript of a question still being spoken: read ahead as for a typed one."""
+        text = (evt._data or {}).get("text")
+        self.read_ahead(text if isinstance(text, str) else None, history, character, request)
+
     def _run(self, text: str | None, audio_path: str | None, chat: list[dict], history: list[dict],
              ticket_id: str, session_id: str, character: str, *, spoken: bool = False) -> Iterator[tuple]:
         """Run one queued turn, streaming chat text and avatar clips; errors become a message and change nothing.

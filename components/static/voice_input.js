@@ -104,6 +104,7 @@
         else interim += result[0].transcript;
       }
       setInterim(`${finalText}${interim}`.trim());
+      if (interim) trigger('heard_so_far', { text: V.interim }); // the model may read the question ahead
       clearTimeout(pauseTimer);
       // A final result ends the question after the pause (hands-free) unless the user goes on speaking.
       if (!interim && finalText.trim()) pauseTimer = setTimeout(flush, handsFree.checked ? props.pause_s * 1000 : 0);
