@@ -84,16 +84,21 @@ def load_examples(path: Path = EXAMPLES_PATH) -> tuple[ChatMessage, ...]:
     return tuple(turns)
 
 
+def _opened(message: ChatMessage) -> str:
+    """One message in ChatML, not yet closed."""
+    return f"{CHATML_START}{message.role}\n{message.content}"
+
+
 def chatml(messages: Sequence[ChatMessage], *, reply: bool = True) -> str:
     """The ChatML text of ``messages``, opening the assistant's turn when ``reply``."""
-    text = "".join(f"{unfinished_chatml([m])}{CHATML_END}\n" for m in messages)
+    text = "".join(f"{_opened(m)}{CHATML_END}\n" for m in messages)
     return text + f"{CHATML_START}assistant\n" if reply else text
 
 
 def unfinished_chatml(messages: Sequence[ChatMessage]) -> str:
     """The ChatML text of ``messages`` with the last one left open, as if its text went on."""
     *done, last = messages
-    return f"{chatml(done, reply=False)}{CHATML_START}{last.role}\n{last.content}"
+    return chatml(done, reply=False) + _opened(last)
 
 
 class LocalGGUFLLM(GeneratingLLM):
@@ -187,8 +192,7 @@ class LocalGGUFLLM(GeneratingLLM):
         if self.prefixes is None:
             return False
         prompt = self._prompt(conversation, passages)
-        tokens = self._llm.tokenize(unfinished_chatml(prompt).encode(), add_bos=False, special=True)
-        tokens = tokens[:-READ_AHEAD_HELD_TOKENS]
+        tokens = self._encode(unfinished_chatml(prompt))[:-READ_AHEAD_HELD_TOKENS]
         if not self._lock.acquire(blocking=False):
             return False
         try:
@@ -248,7 +252,11 @@ class LocalGGUFLLM(GeneratingLLM):
         return self._fit_context(chat, fixed=1 + len(examples))
 
     def _tokens(self, messages: Sequence[ChatMessage], *, reply: bool = True) -> list[int]:
-        return self._llm.tokenize(chatml(messages, reply=reply).encode(), add_bos=False, special=True)
+        return self._encode(chatml(messages, reply=reply))
+
+    def _encode(self, text: str) -> list[int]:
+        """The tokens of ChatML text (its markers as the model's special tokens)."""
+        return self._llm.tokenize(text.encode(), add_bos=False, special=True)
 
     def _stream(self, messages: list[ChatMessage], temperature: float) -> StreamGen:
         prompt = self._tokens(messages)
