@@ -335,15 +335,15 @@ class Pipeline:
                                  units={"queries": 0 if lookup.hit else 1})
         instead = default_guard().reply_instead(user.text, context)
         note = ""
-        best = context
         if not instead:
             t0 = time.perf_counter()
-            context, note, instead = self._grounding(setup, history, user, query, context)
+            note, instead = self._notes(setup, history, user, context)
             timings["notes_s"] = time.perf_counter() - t0
         grounding = () if instead else context  # a reply given without the model is not from the passages
-        # One other context at most: a noted question's was judged already; an un-noted answer that declines reads it.
-        look = SecondLook(grounding, None if note or context is not best else functools.partial(
-            self._next_context, setup, query, grounding))
+        # A note tells the model to say it does not know: no other document uses the question's words either.
+        look = SecondLook(grounding, None if note else functools.partial(
+            best_effort, "looking for the next context", functools.partial(
+                next_context, self.stages.retrieval, query, grounding, setup.top_k), ()))
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, note)
         clips: list[SpokenClip] = []
         for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), look,
@@ -359,28 +359,6 @@ class Pipeline:
                                 functools.partial(cache.put, user.text, clips, event, event.passages), None)
                 continue
             yield event
-
-    def _grounding(self, setup: TurnSetup, history: Sequence[ChatMessage], user: UserTurn, query: str,
-                   context: tuple[Passage, ...]) -> tuple[tuple[Passage, ...], str, str]:
-        """The context to answer from, with the note after the question or the reply instead (``_notes``).
-
-        When the best document gets a note (the model finds no answer in it without the words no document uses), the
-        next one is judged too: if the model finds the answer there, that document answers, with no note (the best
-        one was the wrong document; "bike" asked where the timetable says "bicycles" and the fares page came first).
-        """
-        note, instead = self._notes(setup, history, user, context)
-        if not note or not (other := self._next_context(setup, query, context)):
-            return context, note, instead
-        if self._notes(setup, history, user, other) != ("", ""):
-            return context, note, instead
-        log.info("Grounding: the model finds the answer in %s, not in %s", other[0].source, context[0].source)
-        return other, "", ""
-
-    def _next_context(self, setup: TurnSetup, query: str, shown: tuple[Passage, ...]) -> tuple[Passage, ...]:
-        """The context of the best search results outside ``shown`` (``core.second_look.next_context``); () when
-        there is none or the search fails."""
-        return best_effort("looking for the next context", functools.partial(
-            next_context, self.stages.retrieval, query, shown, setup.top_k), ())
 
     def _cache_lookup(self, setup: TurnSetup, question: str) -> CacheLookup[CachedResponse]:
         return self.response_cache(setup).lookup(question)

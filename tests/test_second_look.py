@@ -103,35 +103,3 @@ def test_a_turn_with_a_note_to_say_it_does_not_know_takes_no_second_look(app_con
     assert isinstance(done, TurnComplete)
     assert done.reply.text == DONT_KNOW and llm.answers == [DONT_KNOW]
     assert action_requests().note in llm.questions[0]  # the note that made it say so
-
-
-class JudgingReader(DocumentReader):
-    """A DocumentReader that, asked whether its material answers, leans to "Yes" only about the timetable (or,
-    with ``finds=False``, never)."""
-
-    def __init__(self, finds: bool = True) -> None:
-        super().__init__()
-        self.finds = finds
-        self.judged: list[str] = []
-
-    def _yes_margin(self, conversation, passages):
-        self.judged.append(passages[0].source)
-        return 5.0 if self.finds and passages[0].source == "timetable.md" else -5.0
-
-
-@pytest.mark.parametrize("finds", [True, False], ids=["found in the next document", "found nowhere"])
-def test_a_noted_question_is_judged_on_the_next_document_too(app_config, finds):
-    """"bike" is in no document, so the best one (the fares) gets the note after the question; the model is then
-    asked about the next document, and answers from it without the note when it finds the answer there."""
-    config = replace(app_config, retrieval=replace(app_config.retrieval, top_k=1), response_cache=False)
-    llm = JudgingReader(finds)
-    pipeline = fake_pipeline(config, llm=llm, passages=[PRICES, TIMETABLE])
-    done = list(pipeline.run_turn([], text="Can I take my bike on the first ferry?"))[-1]
-    assert isinstance(done, TurnComplete)
-    assert llm.judged == ["prices.md", "timetable.md"]
-    noted = '"bike"' in llm.questions[0]
-    if finds:
-        assert not noted and done.reply.text == "It leaves at 7:40 every morning."
-        assert [p.source for p in done.passages] == ["timetable.md"]
-    else:
-        assert noted and done.reply.text == DONT_KNOW and len(llm.answers) == 1 and done.passages == ()
