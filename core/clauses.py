@@ -43,11 +43,6 @@ def _cut(buffer: str, piece: int) -> int:
     return min(ends, default=0)
 
 
-def first_piece_end(text: str) -> int:
-    """Index just past the end of the first piece ``split_clauses`` would speak of ``text``, or 0 before it ends."""
-    return _cut(text, 0)
-
-
 def split_clauses(deltas: Iterable[str]) -> Iterator[str]:
     """Yield speakable pieces from text deltas as soon as each piece is complete; the rest comes at the end.
 

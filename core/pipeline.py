@@ -35,7 +35,6 @@ from core.llm.base import with_notes
 from core.question_notes import QuestionNotes
 from core.reply_producer import END, produce_reply
 from core.retrieval.vocabulary import coverage_rules
-from core.second_look import SecondLook, next_context
 from core.stages import Stages, TurnSetup
 from core.tts import TTSBackend, write_wav
 from core.types import (
@@ -340,13 +339,9 @@ class Pipeline:
             note, instead = self._notes(setup, history, user, context)
             timings["notes_s"] = time.perf_counter() - t0
         grounding = () if instead else context  # a reply given without the model is not from the passages
-        # A note tells the model to say it does not know: no other document uses the question's words either.
-        look = SecondLook(grounding, None if note else functools.partial(
-            best_effort, "looking for the next context", functools.partial(
-                next_context, self.stages.retrieval, query, grounding, setup.top_k), ()))
         messages = self._messages(history, user.text, setup.system_prompt, user.emotion, note)
         clips: list[SpokenClip] = []
-        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), look,
+        for event in self._speak_reply(setup, messages, started, timings, cancel or threading.Event(), grounding,
                                        instead):
             if isinstance(event, SpokenClip):
                 clips.append(event)
@@ -412,11 +407,11 @@ class Pipeline:
         window = list(history)[-2 * self.config.llm.history_turns :] if self.config.llm.history_turns else []
         return [ChatMessage("system", system_prompt), *window, ChatMessage("user", question)]
 
-    def _produce(self, setup: TurnSetup, messages: list[ChatMessage], look: SecondLook, instead: str,
-                 out: queue.Queue, cancel: threading.Event) -> None:
-        """Producer thread: the LLM's reply (with a second look when its context lacks the answer), or ``instead``,
-        the guard's reply to a message that is not a question for it, through ``core.reply_producer``."""
-        stream = guarded_reply(instead) if instead else look.stream(functools.partial(setup.llm.stream, messages))
+    def _produce(self, setup: TurnSetup, messages: list[ChatMessage], passages: tuple[Passage, ...],
+                 instead: str, out: queue.Queue, cancel: threading.Event) -> None:
+        """Producer thread: the LLM's reply (or ``instead``, the guard's reply to a message that is not a question
+        for it), through ``core.reply_producer``."""
+        stream = guarded_reply(instead) if instead else setup.llm.stream(messages, passages)
         produce_reply(stream, "guard" if instead else setup.llm.name, streaming=setup.streaming, out=out,
                       cancel=cancel)
 
@@ -427,12 +422,12 @@ class Pipeline:
         started: float,
         timings: dict[str, float],
         cancel: threading.Event,
-        look: SecondLook,
+        passages: tuple[Passage, ...],
         instead: str = "",
     ) -> Iterator[TurnEvent]:
         out: queue.Queue = queue.Queue()
         llm_started = time.perf_counter()
-        producer = threading.Thread(target=self._produce, args=(setup, messages, look, instead, out, cancel),
+        producer = threading.Thread(target=self._produce, args=(setup, messages, passages, instead, out, cancel),
                                     daemon=True)
         producer.start()
         turn_id = uuid.uuid4().hex[:12]
@@ -482,7 +477,7 @@ class Pipeline:
         if reply is None:
             raise BackendError(LLM_STAGE, setup.llm.name, "its answer stream ended without the answer")
         timings.update(tts_s=tts_s, lipsync_s=lipsync_s, total_s=time.perf_counter() - started)
-        yield self._complete(setup.tts, turn_id, reply, speeches, clips, timings, look.context)
+        yield self._complete(setup.tts, turn_id, reply, speeches, clips, timings, passages)
 
     def _clip(
         self, turn_id: str, index: int, text: str, speech: Speech, track: VisemeTrack, offset_s: float

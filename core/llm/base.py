@@ -7,12 +7,11 @@ where it runs, and the retrieved passages quoted as data (or a note that none ma
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import re
 import time
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Generator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 from typing import ClassVar
 
@@ -54,35 +53,6 @@ class Usage:
     prompt_tokens: int
     completion_tokens: int
     finish_reason: str = "stop"
-
-
-ReplyStream = Generator[str | Reply, bool | None, None]
-"""What ``LLMBackend.stream`` returns: text deltas, then one Reply. A consumer may send True for a delta to end the
-answer there: the stream then stops generating and ends with the Reply of what it used (its token usage)."""
-
-
-
-def advance(stream: ReplyStream, stop: bool | None = None) -> str | Reply | None:
-    """The stream's next item, having sent it ``stop`` (True ends the answer there); None once it is over."""
-    try:
-        return stream.send(stop) if stop else next(stream)
-    except StopIteration:
-        return None
-
-
-def relay(stream: ReplyStream, finish: Callable[[Reply], Reply] | None = None, said: list[str] | None = None,
-          opening: str = "") -> ReplyStream:
-    """Yield ``opening`` (text already read from ``stream``), then ``stream``'s deltas (adding each to ``said``,
-    and passing on a consumer's stop), then its Reply, or ``finish`` of it; the stream is closed when this one is,
-    even early."""
-    with contextlib.closing(stream):
-        item = opening or advance(stream)
-        while isinstance(item, str):
-            if said is not None:
-                said.append(item)
-            item = advance(stream, (yield item))
-        if item is not None:
-            yield finish(item) if finish else item
 
 
 StreamGen = Generator[str, bool | None, Usage]
@@ -156,9 +126,8 @@ class LLMBackend(StageBackend, ABC):
         return False
 
     @abstractmethod
-    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> ReplyStream:
-        """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item; True sent for
-        a delta ends the answer there (``ReplyStream``).
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
+        """Yield the answer's text deltas as they are generated, then one ``Reply`` as the last item.
 
         ``passages`` are knowledge-base passages to answer from (best first); each backend lays them out for its
         model. Grounded turns use ``config.grounded_temperature``.
@@ -209,7 +178,7 @@ class GeneratingLLM(LLMBackend, ABC):
         """What writes the answers, for the persona, e.g. "the databricks-gpt-oss-20b model on Databricks"."""
         return f"the {self.model} model"
 
-    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> ReplyStream:
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         prompt = self._prompt(self._conversation(messages), passages)
         temperature = self.config.grounded_temperature if passages else self.config.temperature
         started = time.perf_counter()
@@ -246,8 +215,7 @@ class GeneratingLLM(LLMBackend, ABC):
                 release = min(release, remark.hold if remark.hold is not None else release)
                 if piece := text[said:release]:
                     said = release
-                    if (yield piece):
-                        enough = True  # the consumer ends the answer here
+                    yield piece
             text = "".join(parts)
             text = text[: guard.source_remark.check(text, final=True).cut or len(text)]
             text, release, _ = _screened(numbers, text, said, final=True)

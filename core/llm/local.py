@@ -22,7 +22,7 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 from typing import ClassVar
@@ -32,7 +32,7 @@ import numpy as np
 from core.backend import backend_errors
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError, InputError
-from core.llm.base import STAGE, GeneratingLLM, ReplyStream, StreamGen, Usage, without_notes
+from core.llm.base import STAGE, GeneratingLLM, StreamGen, Usage, without_notes
 from core.llm.grounding import example_turns, extractive_answer, grounded_question, grounding_data, split_sentences
 from core.llm.packaged import LocalModel, local_model, resolve_local
 from core.llm.prefix_cache import PrefixStates, common_prefix
@@ -212,7 +212,7 @@ class LocalGGUFLLM(GeneratingLLM):
         llm.n_tokens = min(common_prefix(llm.input_ids[: llm.n_tokens], tokens), len(tokens) - 1)
         llm.eval(tokens[llm.n_tokens :])
 
-    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> ReplyStream:
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         if self.profile.grounding == "passages":
             yield from super().stream(messages, passages)
             return

@@ -8,12 +8,12 @@ notice carry the reason.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import replace
 from typing import ClassVar
 
 from core.config import LLMConfig
-from core.llm.base import LLMBackend, ReplyStream
+from core.llm.base import LLMBackend
 from core.llm.grounding import extractive_answer, split_sentences
 from core.retrieval import model_text
 from core.types import ChatMessage, Passage, Reply
@@ -42,7 +42,7 @@ class KnowledgeBaseQuotes(LLMBackend):
     def description(self) -> str:
         return "no language model: answers quote the knowledge base"
 
-    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> ReplyStream:
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         question = self._conversation(messages)[-1].content
         ranked = sorted(passages, key=lambda p: -p.score)
         quotes = (extractive_answer(question, replace(p, text=model_text(p.text)), QUOTED_SENTENCES) for p in ranked)

@@ -9,19 +9,19 @@ what went wrong (``notice``); a failure after words were spoken ends the reply t
 
 from __future__ import annotations
 
-import functools
+import contextlib
 import json
 import logging
 import re
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import ClassVar
 
 from core.config import DATA_DIR, LLMConfig
 from core.errors import BackendError, ConfigError
-from core.llm.base import LLMBackend, ReplyStream, relay, without_notes
+from core.llm.base import LLMBackend, without_notes
 from core.llm.chat_completions import estimate_tokens
 from core.types import ChatMessage, Passage, Reply
 from core.words import content_stems
@@ -166,7 +166,7 @@ class RoutedLLM(LLMBackend):
         decision = self.rule.decide(without_notes(conversation[-1].content), passages)
         return decision, self.large if decision.tier == "large" else self.small
 
-    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> ReplyStream:
+    def stream(self, messages: Sequence[ChatMessage], passages: Sequence[Passage] = ()) -> Iterator[str | Reply]:
         conversation = self._conversation(messages)
         decision, chosen = self._route(conversation, passages)
         only = ", the only model configured" if self.small is self.large else ""
@@ -176,10 +176,14 @@ class RoutedLLM(LLMBackend):
         backend = chosen
         while True:
             said: list[str] = []
-            finish = functools.partial(_routed, route=route, notice=notice)
             try:
-                yield from relay(backend.stream(conversation, passages), finish, said)
-                return
+                with contextlib.closing(backend.stream(conversation, passages)) as stream:
+                    for item in stream:
+                        if isinstance(item, Reply):
+                            yield replace(item, route=route, notice="; ".join(filter(None, (notice, item.notice))))
+                            return
+                        said.append(item)
+                        yield item
             except BackendError as exc:
                 failure = f"{backend.label or backend.name} {failure_summary(exc)}"
                 if said:
@@ -217,8 +221,3 @@ class RoutedLLM(LLMBackend):
         """The Reply for an answer cut off by a failure: what was said, with estimated token counts."""
         prompt = estimate_tokens("".join(m.content for m in conversation))
         return Reply("".join(said).strip(), prompt, len(said), backend.name, backend.model, "error", route, notice)
-
-
-def _routed(reply: Reply, *, route: str, notice: str) -> Reply:
-    """The answering model's Reply with the route taken and the router's notice (a fallback) before its own."""
-    return replace(reply, route=route, notice="; ".join(filter(None, (notice, reply.notice))))
