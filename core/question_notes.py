@@ -66,8 +66,9 @@ class QuestionNotes:
         if requests.matches(question):
             log.info("The question asks the assistant to act")
             return (requests.note, "") if follows_notes else ("", requests.reply)
-        if not passages or max(p.score for p in passages) >= coverage_rules().paraphrase_score:
-            return "", ""  # ungrounded, or close enough to a passage to be its paraphrase
+        rules = coverage_rules()
+        if not passages or max(p.score for p in passages) >= rules.paraphrase_score or rules.is_statement(question):
+            return "", ""  # ungrounded, close enough to a passage to be its paraphrase, or a statement
         vocabulary = self.words().vocabulary
         words = vocabulary.unmentioned(question, also_known=(system_prompt,))
         if not words:

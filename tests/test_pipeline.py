@@ -6,8 +6,8 @@ import pytest
 import soundfile as sf
 
 from core.errors import InputError
-from core.pipeline import retrieval_query
-from core.types import EMOTION_LABELS, ChatMessage, ReplyDelta, SpokenClip, TurnComplete, TurnOptions, UserTurn
+from core.pipeline import EMPATHY_MIN_CONFIDENCE, MOOD_NOTE, retrieval_query
+from core.types import EMOTION_LABELS, ChatMessage, Emotion, ReplyDelta, SpokenClip, TurnComplete, TurnOptions, UserTurn
 
 
 def run(pipeline, history=(), **kwargs):
@@ -48,6 +48,14 @@ def test_text_over_the_cap_is_refused_and_the_next_turn_works(pipeline):
     with pytest.raises(InputError, match="limit is"):
         run(pipeline, text="why " * 400)
     assert isinstance(run(pipeline, text="Say hi.")[-1], TurnComplete)
+
+
+@pytest.mark.parametrize(("score", "noted"), [(0.9, True), (EMPATHY_MIN_CONFIDENCE - 0.1, False)])
+def test_a_confident_mood_is_noted_after_the_question(pipeline, score, noted):
+    mood = Emotion("anger", {"anger": score, "neutral": 1 - score}, "test")
+    question = pipeline._messages([], "How long does a complaint take?", "Be brief.", mood)[-1].content
+    assert question.startswith("How long does a complaint take?")
+    assert question.endswith(MOOD_NOTE.format(label="anger")) is noted
 
 
 def test_history_window_keeps_the_most_recent_turns(pipeline):

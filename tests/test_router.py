@@ -22,6 +22,7 @@ from core.llm import (
     create_llm,
 )
 from core.llm.base import with_notes, without_notes
+from core.pipeline import MOOD_NOTE
 from core.retrieval import create_retrieval
 from core.types import ChatMessage, Reply
 from tests.fake_databricks import FAKE_TOKEN, FakeServingServer
@@ -176,7 +177,7 @@ def test_the_notes_after_a_question_do_not_count_as_its_words(app_config: AppCon
     small, large = FakeLLM(app_config, answer="small"), FakeLLM(app_config, answer="large")
     llm = RoutedLLM(app_config.llm, small, large, make_local=lambda: small)
     note = '(The reference material never mentions "French". If the answer depends on that, say that you don\'t know.)'
-    question = with_notes("Can the avatar speak French?", [note, "(The user seems to feel joy; answer with empathy.)"])
+    question = with_notes("Can the avatar speak French?", [note, MOOD_NOTE.format(label="joy")])
     assert without_notes(question) == "Can the avatar speak French?"
     _, reply = run(llm, [ChatMessage("user", question)])
     assert reply.text == "small" and reply.route.endswith("short, simple question (5 words)")

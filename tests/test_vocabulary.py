@@ -138,6 +138,24 @@ def test_a_reply_that_opens_by_not_knowing_is_recognised():
         assert not rules.admits_not_knowing(reply), reply
 
 
+def test_a_statement_is_told_from_a_question_even_a_casual_one():
+    rules = load_coverage_rules()
+    for message in ("I'm so frustrated with my internet provider.", "My dog died yesterday.", "we loved the trip"):
+        assert rules.is_statement(message), message
+    for message in ("my son wants to volunteer, whats the minimum age", "I need the Wi-Fi password?", "wi-fi on board",
+                    "I'd like to know how late the café opens", "can i bring my dog"):
+        assert not rules.is_statement(message), message
+
+
+def test_a_statement_about_something_unmentioned_gets_no_note(tmp_path):
+    """Nothing in it is to be answered from the documents, so the model is not told to say it does not know."""
+    pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES)
+    list(pipeline.run_turn([], text="I'm so annoyed that my laptop has no Wi-Fi on the ferry."))
+    assert llm.calls[-1][-1].content == "I'm so annoyed that my laptop has no Wi-Fi on the ferry."
+    list(pipeline.run_turn([], text="Does my laptop get Wi-Fi on the ferry?"))
+    assert '"Wi-Fi"' in llm.calls[-1][-1].content
+
+
 def test_a_grounded_question_about_something_unmentioned_gets_the_note(tmp_path):
     pipeline, llm = _pipeline(tmp_path, FERRY_PASSAGES)
     done = list(pipeline.run_turn([], text="Is there Wi-Fi on the ferry?"))[-1]

@@ -83,6 +83,17 @@ class CoverageRules:
     paraphrase_score: float = 1.0
     """A question whose best passage is at least this similar (cosine) gets no note: its missing words are another
     way of saying what the passage says ("money back" for "refund"), not a topic the documents lack."""
+    question_words: frozenset[str] = frozenset()
+    """Words that make a message ask something wherever they are ("what", "how", "tell", "pls")."""
+    statement_openers: frozenset[str] = frozenset()
+    """First words of a statement about the user ("I", "my", "we"), unless it also asks."""
+
+    def is_statement(self, message: str) -> bool:
+        """Whether ``message`` tells rather than asks ("I'm so frustrated with my internet provider."): it opens as a
+        statement, with no question mark and no question word. There is nothing in it to answer from documents."""
+        words = [w.lower().replace("'", "").replace("’", "") for w in QUESTION_WORD.findall(message)]
+        return ("?" not in message and bool(words) and words[0] in self.statement_openers
+                and not any(w in self.question_words for w in words))
 
     def admits_not_knowing(self, reply: str) -> bool:
         """Whether ``reply`` opens by saying that the documents do not hold the answer (it then cites none)."""
@@ -119,8 +130,14 @@ def load_coverage_rules(path: Path = COVERAGE_PATH) -> CoverageRules:
     margin = data.get("still_answers_margin")
     if not isinstance(margin, (int, float)) or isinstance(margin, bool):
         raise ConfigError(f"{path}: 'still_answers_margin' must be a number (a difference of logits)")
+    asking = {}
+    for field in ("question_words", "statement_openers"):
+        words = data.get(field)
+        if not isinstance(words, list) or not words or not all(isinstance(w, str) and WORD.fullmatch(w) for w in words):
+            raise ConfigError(f"{path}: '{field}' must be a non-empty list of lower-case words")
+        asking[field] = frozenset(words)
     return CoverageRules(data["note"], data["reply"], not_knowing, frozenset(general), data["check"], float(margin),
-                         float(paraphrase))
+                         float(paraphrase), **asking)
 
 
 @lru_cache(maxsize=1)
