@@ -13,7 +13,7 @@ import re
 import threading
 import time
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import replace
 from pathlib import Path
 
@@ -93,6 +93,22 @@ def retrieval_query(history: Sequence[ChatMessage], question: str) -> str:
         if message.role == "user":
             asked.append(message.content)
     return " ".join(reversed(asked)).strip()
+
+
+def follow_up_search(search: Callable[[str], list[Passage]], history: Sequence[ChatMessage], question: str
+                     ) -> list[Passage]:
+    """The passages for ``question``: a follow-up (``retrieval_query``) is searched
+    both with the questions before it and on its own, and keeps whichever finds the closer passage. A question can
+    look like a follow-up and name all it needs: "I'm scared my voice recordings are being sent somewhere. Are
+    they?", searched with the statement about a presentation before it, found the page on how a turn works, and the
+    answer said that the recordings go to a third party."""
+    query = retrieval_query(history, question)
+    passages = search(query)
+    if query == question:
+        return passages
+    alone = search(question)
+    closer = max((p.score for p in alone), default=0.0) > max((p.score for p in passages), default=0.0)
+    return alone if closer else passages
 
 
 def _limit_torch_threads(threads: int) -> None:
@@ -247,7 +263,8 @@ class Pipeline:
 
         def read() -> bool:
             setup = self.setup(options)
-            passages = self.stages.retrieval.search(retrieval_query(history, question), setup.top_k)
+            passages = follow_up_search(functools.partial(self.stages.retrieval.search, k=setup.top_k), history,
+                                        question)
             context = tuple(self.stages.retrieval.context(passages))
             if default_guard().reply_instead(question, context):
                 return False
@@ -331,12 +348,18 @@ class Pipeline:
                 yield from self._replay(found.value, found.kind, started, timings)
                 return
         t0 = time.perf_counter()
-        query = retrieval_query(history, user.text)
-        passages, lookup = self.retrieval_cache.search(self.stages.retrieval, query, setup.top_k)
+        lookups: list[CacheLookup] = []
+
+        def search(query: str) -> list[Passage]:
+            passages, lookup = self.retrieval_cache.search(self.stages.retrieval, query, setup.top_k)
+            lookups.append(lookup)
+            return passages
+
+        passages = follow_up_search(search, history, user.text)
         context = tuple(self.stages.retrieval.context(passages))
         timings["retrieval_s"] = time.perf_counter() - t0
         retrieval = StageMetrics("retrieval", self.stages.retrieval.name, timings["retrieval_s"],
-                                 units={"queries": 0 if lookup.hit else 1})
+                                 units={"queries": sum(not lookup.hit for lookup in lookups)})
         instead = default_guard().reply_instead(user.text, context)
         note = ""
         if not instead:

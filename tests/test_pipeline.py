@@ -6,7 +6,7 @@ import pytest
 import soundfile as sf
 
 from core.errors import InputError
-from core.pipeline import EMPATHY_MIN_CONFIDENCE, MOOD_NOTE, retrieval_query
+from core.pipeline import EMPATHY_MIN_CONFIDENCE, MOOD_NOTE, follow_up_search, retrieval_query
 from core.types import EMOTION_LABELS, ChatMessage, Emotion, ReplyDelta, SpokenClip, TurnComplete, TurnOptions, UserTurn
 
 
@@ -148,6 +148,22 @@ def test_a_follow_up_is_searched_with_the_question_before_it():
     assert retrieval_query(history, "And can I change it?") == "Which voice do you speak with? And can I change it?"
     assert retrieval_query(history, "How much does a turn cost?") == "How much does a turn cost?"
     assert retrieval_query([], "Can I change it?") == "Can I change it?"
+
+
+def test_a_follow_up_keeps_whichever_search_finds_the_closer_passage(pipeline):
+    """Searched with the statement before it, "…Are they?" found how_a_turn_works.md (seen in the browser); on its
+    own it finds the privacy page. A real follow-up still needs the question before it."""
+    def search(query):
+        return pipeline.stages.retrieval.search(query, 3)
+
+    statement = [ChatMessage("user", "I'm really upset, my presentation went badly today."),
+                 ChatMessage("assistant", "I'm sorry to hear that.")]
+    scared = "I'm scared my voice recordings are being sent somewhere. Are they?"
+    assert search(retrieval_query(statement, scared))[0].source != "privacy.md"  # the case this guards against
+    assert follow_up_search(search, statement, scared)[0].source == "privacy.md"
+    voice = [ChatMessage("user", "Which voice does the avatar speak with?"), ChatMessage("assistant", "Piper's joe.")]
+    found = follow_up_search(search, voice, "And can I change it?")
+    assert found == search(retrieval_query(voice, "And can I change it?"))
 
 
 def test_an_elliptical_follow_up_is_searched_with_the_questions_back_to_one_that_names_its_topic():
